@@ -1,0 +1,42 @@
+# Helpers that give every loom target the same standard, warnings and include roots.
+# Warnings are errors on loom's own targets only; third-party headers come in as
+# system includes (imported targets), so they never fail our build.
+
+set(LOOM_WARNING_FLAGS -Wall -Wextra -Werror)
+
+function(_loom_common target)
+  target_compile_features(${target} PUBLIC cxx_std_17)
+  target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:${LOOM_WARNING_FLAGS}>)
+  target_include_directories(${target} PUBLIC ${PROJECT_SOURCE_DIR} ${LOOM_GENERATED_DIR})
+endfunction()
+
+# loom_add_library(<name> SOURCES <files...> DEPS <targets...>)
+# A static (PIC) library for one folder; DEPS are the layers below it.
+function(loom_add_library name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
+  add_library(${name} STATIC ${ARG_SOURCES})
+  _loom_common(${name})
+  target_link_libraries(${name} PUBLIC ${ARG_DEPS})
+endfunction()
+
+# loom_add_executable(<name> SOURCES <files...> DEPS <targets...>)
+function(loom_add_executable name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  _loom_common(${name})
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS})
+endfunction()
+
+# loom_add_test_binary(<name> SOURCES <files...> DEPS <targets...> [LABELS <labels...>])
+# One GoogleTest binary; each TEST becomes a CTest entry so `ctest -j` spreads them.
+function(loom_add_test_binary name)
+  cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
+  if(NOT ARG_TIMEOUT)
+    set(ARG_TIMEOUT 600)
+  endif()
+  loom_add_executable(${name} SOURCES ${ARG_SOURCES} DEPS ${ARG_DEPS} GTest::gtest_main GTest::gmock)
+  target_compile_definitions(${name} PRIVATE
+    LOOM_SOURCE_DIR="${PROJECT_SOURCE_DIR}" LOOM_BINARY_DIR="${PROJECT_BINARY_DIR}")
+  gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST
+    PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}")
+endfunction()

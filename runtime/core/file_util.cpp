@@ -1,0 +1,113 @@
+#include "runtime/core/file_util.h"
+
+#include "runtime/core/error.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace loom {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string parentOf(const std::string& path) {
+  const fs::path parent = fs::path(path).parent_path();
+  return parent.empty() ? std::string(".") : parent.string();
+}
+
+// Closes the descriptor on every path out, so an exception never leaks it.
+class FdGuard {
+ public:
+  explicit FdGuard(int fd) : fd_(fd) {}
+  ~FdGuard() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  FdGuard(const FdGuard&) = delete;
+  FdGuard& operator=(const FdGuard&) = delete;
+  int get() const { return fd_; }
+  int release() {
+    const int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+
+ private:
+  int fd_;
+};
+
+}  // namespace
+
+bool pathExists(const std::string& path) {
+  std::error_code ec;
+  return fs::exists(path, ec);
+}
+
+void ensureWritableDir(const std::string& dir, const std::string& what) {
+  LOOM_CHECK_INPUT(!dir.empty(), what, " is empty: set it to a directory loom may write to");
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  LOOM_CHECK_INPUT(!ec, what, " (\"", dir, "\") cannot be created: ", ec.message(),
+                   ". Choose a directory you can write to.");
+  LOOM_CHECK_INPUT(fs::is_directory(dir, ec), what, " (\"", dir, "\") exists but is not a directory");
+  const std::string probe = (fs::path(dir) / (".loom-write-probe." + std::to_string(::getpid()))).string();
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  LOOM_CHECK_INPUT(fd >= 0, what, " (\"", dir, "\") is not writable: ", describeErrno("open", errno),
+                   ". Fix its permissions or choose another directory.");
+  ::close(fd);
+  ::unlink(probe.c_str());
+}
+
+void syncDirectory(const std::string& dir) {
+  FdGuard fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd.get() >= 0) {
+    ::fsync(fd.get());  // best effort: some filesystems refuse fsync on directories
+  }
+}
+
+void writeFileAtomically(const std::string& path, const std::string& bytes) {
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  FdGuard fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  LOOM_CHECK_INPUT(fd.get() >= 0, "cannot write \"", tmp, "\": ", describeErrno("open", errno));
+  size_t written = 0;
+  while (written < bytes.size()) {
+    const ssize_t n = ::write(fd.get(), bytes.data() + written, bytes.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::unlink(tmp.c_str());
+      LOOM_THROW(InputError, "cannot write \"", tmp, "\": ", describeErrno("write", err));
+    }
+    written += static_cast<size_t>(n);
+  }
+  if (::fsync(fd.get()) != 0 || ::close(fd.release()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    LOOM_THROW(InputError, "cannot write \"", tmp, "\": ", describeErrno("fsync/close", err));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    LOOM_THROW(InputError, "cannot rename \"", tmp, "\" to \"", path, "\": ", describeErrno("rename", err));
+  }
+  syncDirectory(parentOf(path));
+}
+
+std::string readFile(const std::string& path, const std::string& what) {
+  std::error_code ec;
+  LOOM_CHECK_INPUT(fs::exists(path, ec), what, " \"", path, "\" does not exist");
+  LOOM_CHECK_INPUT(fs::is_regular_file(path, ec), what, " \"", path, "\" is not a regular file");
+  std::ifstream in(path, std::ios::binary);
+  LOOM_CHECK_INPUT(in.good(), what, " \"", path, "\" cannot be opened: ", describeErrno("open", errno));
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  LOOM_CHECK_INPUT(!in.bad(), what, " \"", path, "\" cannot be read: ", describeErrno("read", errno));
+  return buffer.str();
+}
+
+}  // namespace loom
