@@ -6,6 +6,8 @@
 // them, and tests/config keeps the three in agreement.
 #pragma once
 
+#include "runtime/core/logging.h"
+
 #include <cstdint>
 #include <string>
 
@@ -74,7 +76,7 @@ struct ElasticOptions {};
 
 struct LoggingOptions {
   int64_t log_every = 10;       ///< steps between JSON/progress lines (step 1 is always logged)
-  std::string level = "info";   ///< debug | info | warning | error
+  LogLevel level = LogLevel::kInfo;  ///< debug | info | warning | error
   double peak_tflops = 0;       ///< per-rank peak for MFU; 0 = measure a GEMM at start-up
 };
 
