@@ -3,7 +3,7 @@
 // Protobuf stops at runtime/config (ARCHITECTURE.md §1): the loader parses a
 // text config, converts it here exactly once, and validates it. The in-class
 // initialisers below ARE loom's defaults; docs/config.md and loom.proto repeat
-// them, and tests/config keeps the three in agreement.
+// them, and tests/runtime/config keeps the three in agreement.
 #pragma once
 
 #include "runtime/core/logging.h"
@@ -55,6 +55,13 @@ struct TrainOptions {
   int64_t val_every = 50;        ///< steps between validation passes; 0 = only at the end
   int64_t val_batches = 8;       ///< micro-batches per validation pass
   double grad_clip = 1.0;        ///< max global gradient norm; 0 disables clipping
+
+  /// Sequences per forward/backward on one of `world_size` ranks: micro_batch,
+  /// or the rank's whole share of the global batch when that is smaller.
+  int64_t microBatchPerRank(int world_size) const {
+    const int64_t per_rank = global_batch / world_size;
+    return micro_batch < per_rank ? micro_batch : per_rank;
+  }
 };
 
 /// Inner optimizer (AdamW) and its learning-rate schedule.

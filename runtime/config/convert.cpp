@@ -1,0 +1,199 @@
+#include "runtime/config/convert.h"
+
+#include "runtime/config/field_names.h"
+#include "runtime/core/error.h"
+
+#include <c10/util/StringUtil.h>
+
+namespace loom::config {
+namespace {
+
+// Option structs and config messages use the same field names (options.h is the
+// schema's source of truth), so one macro per direction keeps them in step.
+#define LOOM_COPY_PRESENT(from, to, name) \
+  if ((from).has_##name()) {              \
+    (to).name = (from).name();            \
+  }
+#define LOOM_COPY_TO_PROTO(from, to, name) (to).set_##name((from).name)
+
+void enumViolation(const google::protobuf::FieldDescriptor& field, int number, std::vector<Violation>& violations) {
+  const std::string path = c10::str(sectionLabel(*field.containing_type()), ".", field.name());
+  const google::protobuf::EnumValueDescriptor* value = field.enum_type()->FindValueByNumber(number);
+  violations.push_back({{path}, c10::str(path, " (", value != nullptr ? value->name() : std::to_string(number),
+                                         ") must be one of ", validEnumNames(*field.enum_type()))});
+}
+
+void copyModel(const ModelConfig& from, ModelOptions& to) {
+  LOOM_COPY_PRESENT(from, to, vocab_size);
+  LOOM_COPY_PRESENT(from, to, dim);
+  LOOM_COPY_PRESENT(from, to, layers);
+  LOOM_COPY_PRESENT(from, to, heads);
+  LOOM_COPY_PRESENT(from, to, kv_heads);
+  LOOM_COPY_PRESENT(from, to, ffn_dim);
+  LOOM_COPY_PRESENT(from, to, norm_eps);
+  LOOM_COPY_PRESENT(from, to, rope_theta);
+  LOOM_COPY_PRESENT(from, to, init_std);
+  LOOM_COPY_PRESENT(from, to, max_seq_len);
+}
+
+void copyData(const DataConfig& from, DataOptions& to, std::vector<Violation>& violations) {
+  LOOM_COPY_PRESENT(from, to, train_path);
+  LOOM_COPY_PRESENT(from, to, val_path);
+  LOOM_COPY_PRESENT(from, to, seq_len);
+  if (from.has_order()) {
+    switch (from.order()) {
+      case DataConfig::SHUFFLED:
+        to.order = SampleOrder::kShuffled;
+        break;
+      case DataConfig::SEQUENTIAL:
+        to.order = SampleOrder::kSequential;
+        break;
+      default:
+        enumViolation(*DataConfig::descriptor()->FindFieldByName("order"), from.order(), violations);
+    }
+  }
+}
+
+void copyTrain(const TrainConfig& from, TrainOptions& to) {
+  LOOM_COPY_PRESENT(from, to, steps);
+  LOOM_COPY_PRESENT(from, to, global_batch);
+  LOOM_COPY_PRESENT(from, to, micro_batch);
+  LOOM_COPY_PRESENT(from, to, seed);
+  LOOM_COPY_PRESENT(from, to, threads);
+  LOOM_COPY_PRESENT(from, to, out_dir);
+  LOOM_COPY_PRESENT(from, to, checkpoint_every);
+  LOOM_COPY_PRESENT(from, to, keep_checkpoints);
+  LOOM_COPY_PRESENT(from, to, resume);
+  LOOM_COPY_PRESENT(from, to, val_every);
+  LOOM_COPY_PRESENT(from, to, val_batches);
+  LOOM_COPY_PRESENT(from, to, grad_clip);
+}
+
+void copyOptimizer(const OptimizerConfig& from, OptimizerOptions& to) {
+  LOOM_COPY_PRESENT(from, to, lr);
+  LOOM_COPY_PRESENT(from, to, min_lr);
+  LOOM_COPY_PRESENT(from, to, warmup_steps);
+  LOOM_COPY_PRESENT(from, to, beta1);
+  LOOM_COPY_PRESENT(from, to, beta2);
+  LOOM_COPY_PRESENT(from, to, eps);
+  LOOM_COPY_PRESENT(from, to, weight_decay);
+}
+
+void copyLogging(const LoggingConfig& from, LoggingOptions& to, std::vector<Violation>& violations) {
+  LOOM_COPY_PRESENT(from, to, log_every);
+  LOOM_COPY_PRESENT(from, to, peak_tflops);
+  if (from.has_level()) {
+    switch (from.level()) {
+      case LoggingConfig::DEBUG:
+        to.level = LogLevel::kDebug;
+        break;
+      case LoggingConfig::INFO:
+        to.level = LogLevel::kInfo;
+        break;
+      case LoggingConfig::WARNING:
+        to.level = LogLevel::kWarning;
+        break;
+      case LoggingConfig::ERROR:
+        to.level = LogLevel::kError;
+        break;
+      default:
+        enumViolation(*LoggingConfig::descriptor()->FindFieldByName("level"), from.level(), violations);
+    }
+  }
+}
+
+DataConfig::Order toProtoOrder(SampleOrder order) {
+  return order == SampleOrder::kShuffled ? DataConfig::SHUFFLED : DataConfig::SEQUENTIAL;
+}
+
+LoggingConfig::Level toProtoLevel(LogLevel level) {
+  switch (level) {
+    case LogLevel::kDebug:
+      return LoggingConfig::DEBUG;
+    case LogLevel::kInfo:
+      return LoggingConfig::INFO;
+    case LogLevel::kWarning:
+      return LoggingConfig::WARNING;
+    case LogLevel::kError:
+      return LoggingConfig::ERROR;
+  }
+  LOOM_CHECK(false, "unknown LogLevel ", static_cast<int>(level));
+}
+
+}  // namespace
+
+JobOptions fromProto(const LoomConfig& config, std::vector<Violation>& violations) {
+  JobOptions options;
+  copyModel(config.model(), options.model);
+  copyData(config.data(), options.data, violations);
+  copyTrain(config.train(), options.train);
+  LOOM_COPY_PRESENT(config.parallel(), options.parallel, dp);
+  copyOptimizer(config.optimizer(), options.optimizer);
+  copyLogging(config.logging(), options.logging, violations);
+  return options;
+}
+
+LoomConfig toProto(const JobOptions& options) {
+  LoomConfig config;
+  const ModelOptions& m = options.model;
+  ModelConfig& model = *config.mutable_model();
+  LOOM_COPY_TO_PROTO(m, model, vocab_size);
+  LOOM_COPY_TO_PROTO(m, model, dim);
+  LOOM_COPY_TO_PROTO(m, model, layers);
+  LOOM_COPY_TO_PROTO(m, model, heads);
+  LOOM_COPY_TO_PROTO(m, model, kv_heads);
+  LOOM_COPY_TO_PROTO(m, model, ffn_dim);
+  LOOM_COPY_TO_PROTO(m, model, norm_eps);
+  LOOM_COPY_TO_PROTO(m, model, rope_theta);
+  LOOM_COPY_TO_PROTO(m, model, init_std);
+  LOOM_COPY_TO_PROTO(m, model, max_seq_len);
+
+  const DataOptions& d = options.data;
+  DataConfig& data = *config.mutable_data();
+  LOOM_COPY_TO_PROTO(d, data, train_path);
+  LOOM_COPY_TO_PROTO(d, data, val_path);
+  LOOM_COPY_TO_PROTO(d, data, seq_len);
+  data.set_order(toProtoOrder(d.order));
+
+  const TrainOptions& t = options.train;
+  TrainConfig& train = *config.mutable_train();
+  LOOM_COPY_TO_PROTO(t, train, steps);
+  LOOM_COPY_TO_PROTO(t, train, global_batch);
+  LOOM_COPY_TO_PROTO(t, train, micro_batch);
+  LOOM_COPY_TO_PROTO(t, train, seed);
+  LOOM_COPY_TO_PROTO(t, train, threads);
+  LOOM_COPY_TO_PROTO(t, train, out_dir);
+  LOOM_COPY_TO_PROTO(t, train, checkpoint_every);
+  LOOM_COPY_TO_PROTO(t, train, keep_checkpoints);
+  LOOM_COPY_TO_PROTO(t, train, resume);
+  LOOM_COPY_TO_PROTO(t, train, val_every);
+  LOOM_COPY_TO_PROTO(t, train, val_batches);
+  LOOM_COPY_TO_PROTO(t, train, grad_clip);
+
+  ParallelConfig& parallel = *config.mutable_parallel();
+  LOOM_COPY_TO_PROTO(options.parallel, parallel, dp);
+
+  const OptimizerOptions& o = options.optimizer;
+  OptimizerConfig& optimizer = *config.mutable_optimizer();
+  LOOM_COPY_TO_PROTO(o, optimizer, lr);
+  LOOM_COPY_TO_PROTO(o, optimizer, min_lr);
+  LOOM_COPY_TO_PROTO(o, optimizer, warmup_steps);
+  LOOM_COPY_TO_PROTO(o, optimizer, beta1);
+  LOOM_COPY_TO_PROTO(o, optimizer, beta2);
+  LOOM_COPY_TO_PROTO(o, optimizer, eps);
+  LOOM_COPY_TO_PROTO(o, optimizer, weight_decay);
+
+  config.mutable_elastic();
+
+  const LoggingOptions& l = options.logging;
+  LoggingConfig& logging = *config.mutable_logging();
+  LOOM_COPY_TO_PROTO(l, logging, log_every);
+  logging.set_level(toProtoLevel(l.level));
+  LOOM_COPY_TO_PROTO(l, logging, peak_tflops);
+  return config;
+}
+
+#undef LOOM_COPY_PRESENT
+#undef LOOM_COPY_TO_PROTO
+
+}  // namespace loom::config

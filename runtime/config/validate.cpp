@@ -1,0 +1,189 @@
+#include "runtime/config/validate.h"
+
+#include "runtime/core/error.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <numeric>
+
+namespace loom::config {
+namespace {
+
+// Collects violations; each check names the field path and the offending value.
+class Checker {
+ public:
+  void require(bool ok, std::vector<std::string> fields, std::string message) {
+    if (!ok) {
+      violations_.push_back({std::move(fields), std::move(message)});
+    }
+  }
+
+  void atLeast(const std::string& path, int64_t value, int64_t min) {
+    require(value >= min, {path}, c10::str(path, " (", value, ") must be >= ", min));
+  }
+
+  void positive(const std::string& path, double value) { finiteAnd(path, value, value > 0, "> 0"); }
+
+  void nonNegative(const std::string& path, double value) { finiteAnd(path, value, value >= 0, ">= 0"); }
+
+  /// `value` must lie in [0, 1).
+  void unitInterval(const std::string& path, double value) {
+    require(value >= 0 && value < 1, {path}, c10::str(path, " (", value, ") must be in [0, 1)"));
+  }
+
+  std::vector<Violation> take() { return std::move(violations_); }
+
+ private:
+  // NaN fails every comparison but inf passes "> 0", so finiteness comes first.
+  void finiteAnd(const std::string& path, double value, bool ok, const char* bound) {
+    if (!std::isfinite(value)) {
+      require(false, {path}, c10::str(path, " (", value, ") must be a finite number"));
+    } else {
+      require(ok, {path}, c10::str(path, " (", value, ") must be ", bound));
+    }
+  }
+
+  std::vector<Violation> violations_;
+};
+
+void checkModel(const ModelOptions& m, const DataOptions& data, Checker& check) {
+  check.require(m.vocab_size >= 257 && m.vocab_size <= 65536, {"model.vocab_size"},
+                c10::str("model.vocab_size (", m.vocab_size,
+                         ") must be in [257, 65536]: tokens are stored as uint16 and the byte tokenizer needs 257"));
+  check.atLeast("model.dim", m.dim, 1);
+  check.atLeast("model.layers", m.layers, 1);
+  check.atLeast("model.heads", m.heads, 1);
+  check.atLeast("model.ffn_dim", m.ffn_dim, 1);
+  check.atLeast("model.kv_heads", m.kv_heads, 0);
+  if (m.dim >= 1 && m.heads >= 1) {
+    const bool divides = m.dim % m.heads == 0;
+    check.require(divides, {"model.heads", "model.dim"},
+                  c10::str("model.heads (", m.heads, ") must divide model.dim (", m.dim, ")"));
+    check.require(!divides || m.headDim() % 2 == 0, {"model.dim", "model.heads"},
+                  c10::str("the head dim model.dim / model.heads (", m.dim, " / ", m.heads, " = ", m.headDim(),
+                           ") must be even: RoPE rotates pairs of features"));
+  }
+  if (m.heads >= 1 && m.kv_heads >= 0) {
+    check.require(m.heads % m.kvHeads() == 0, {"model.kv_heads", "model.heads"},
+                  c10::str("model.kv_heads (", m.kv_heads, ") must divide model.heads (", m.heads,
+                           "); 0 means one key/value head per query head"));
+  }
+  check.positive("model.norm_eps", m.norm_eps);
+  check.positive("model.rope_theta", m.rope_theta);
+  check.positive("model.init_std", m.init_std);
+  check.require(m.max_seq_len >= data.seq_len, {"model.max_seq_len", "data.seq_len"},
+                c10::str("model.max_seq_len (", m.max_seq_len, ") must be >= data.seq_len (", data.seq_len, ")"));
+}
+
+void checkData(const DataOptions& d, Checker& check) {
+  check.require(!d.train_path.empty(), {"data.train_path"},
+                "data.train_path is empty: set it to the training token shard (.bin)");
+  check.atLeast("data.seq_len", d.seq_len, 1);
+}
+
+// A micro-batch to suggest: the largest divisor of `n` that is <= `limit`
+// (both >= 1). Absurdly large batches get gcd(n, limit) instead, also a
+// divisor <= limit, so a config can never make validation loop for long.
+int64_t divisorToSuggest(int64_t n, int64_t limit) {
+  constexpr int64_t kSearchLimit = 1 << 16;
+  if (std::min(n, limit) > kSearchLimit) {
+    return std::gcd(n, limit);
+  }
+  for (int64_t d = std::min(n, limit); d > 1; --d) {
+    if (n % d == 0) {
+      return d;
+    }
+  }
+  return 1;
+}
+
+void checkTrain(const TrainOptions& t, int world_size, Checker& check) {
+  check.atLeast("train.steps", t.steps, 1);
+  check.atLeast("train.global_batch", t.global_batch, 1);
+  check.atLeast("train.micro_batch", t.micro_batch, 1);
+  if (t.global_batch >= 1) {
+    const bool even_split = t.global_batch % world_size == 0;
+    check.require(even_split, {"train.global_batch"},
+                  c10::str("train.global_batch (", t.global_batch, ") must be divisible by the world size (",
+                           world_size, ")"));
+    // A micro_batch above the per-rank batch means one pass over the whole
+    // per-rank batch, so one config serves every world size that divides it.
+    const int64_t per_rank = t.global_batch / world_size;
+    if (even_split && t.micro_batch >= 1 && t.micro_batch < per_rank && per_rank % t.micro_batch != 0) {
+      const int64_t suggestion = divisorToSuggest(per_rank, t.micro_batch);
+      const int64_t accumulation = per_rank / suggestion;
+      check.require(false, {"train.micro_batch", "train.global_batch"},
+                    c10::str("train.micro_batch (", t.micro_batch,
+                             ") must divide the per-rank batch (train.global_batch / world size = ", t.global_batch,
+                             " / ", world_size, " = ", per_rank, "): ", per_rank, " / ", t.micro_batch,
+                             " is not a whole number of accumulation steps; e.g. micro_batch ", suggestion,
+                             " accumulates ", accumulation, accumulation == 1 ? " micro-batch" : " micro-batches",
+                             " per step"));
+    }
+  }
+  check.atLeast("train.threads", t.threads, 0);
+  check.require(!t.out_dir.empty(), {"train.out_dir"}, "train.out_dir is empty: set the run's output directory");
+  check.atLeast("train.checkpoint_every", t.checkpoint_every, 0);
+  check.atLeast("train.keep_checkpoints", t.keep_checkpoints, 1);
+  check.atLeast("train.val_every", t.val_every, 0);
+  check.atLeast("train.val_batches", t.val_batches, 1);
+  check.nonNegative("train.grad_clip", t.grad_clip);
+}
+
+void checkOptimizer(const OptimizerOptions& o, Checker& check) {
+  check.positive("optimizer.lr", o.lr);
+  check.nonNegative("optimizer.min_lr", o.min_lr);
+  if (std::isfinite(o.lr) && std::isfinite(o.min_lr)) {
+    check.require(o.min_lr <= o.lr, {"optimizer.min_lr", "optimizer.lr"},
+                  c10::str("optimizer.min_lr (", o.min_lr, ") must be <= optimizer.lr (", o.lr, ")"));
+  }
+  check.atLeast("optimizer.warmup_steps", o.warmup_steps, 0);
+  check.unitInterval("optimizer.beta1", o.beta1);
+  check.unitInterval("optimizer.beta2", o.beta2);
+  check.positive("optimizer.eps", o.eps);
+  check.nonNegative("optimizer.weight_decay", o.weight_decay);
+}
+
+}  // namespace
+
+std::vector<Violation> findViolations(const JobOptions& options, int world_size) {
+  LOOM_CHECK(world_size >= 1, "findViolations needs world_size >= 1, got ", world_size);
+  Checker check;
+  checkModel(options.model, options.data, check);
+  checkData(options.data, check);
+  checkTrain(options.train, world_size, check);
+  check.require(options.parallel.dp == -1 || options.parallel.dp == world_size, {"parallel.dp"},
+                c10::str("parallel.dp (", options.parallel.dp, ") must equal the world size (", world_size,
+                         ") or be -1"));
+  checkOptimizer(options.optimizer, check);
+  check.atLeast("logging.log_every", options.logging.log_every, 1);
+  check.nonNegative("logging.peak_tflops", options.logging.peak_tflops);
+  return check.take();
+}
+
+std::string formatViolations(const std::vector<Violation>& violations, const FieldOrigins& origins) {
+  std::string text;
+  for (const Violation& violation : violations) {
+    if (!text.empty()) {
+      text += "\n";
+    }
+    for (const std::string& field : violation.fields) {
+      const auto origin = origins.find(field);
+      if (origin != origins.end()) {
+        text += origin->second + ": ";
+        break;
+      }
+    }
+    text += violation.message;
+  }
+  return text;
+}
+
+void validate(const JobOptions& options, int world_size) {
+  LOOM_CHECK_INPUT(world_size >= 1, "the world size (", world_size, ") must be >= 1");
+  const std::vector<Violation> violations = findViolations(options, world_size);
+  LOOM_CHECK_INPUT(violations.empty(), formatViolations(violations, {}));
+}
+
+}  // namespace loom::config

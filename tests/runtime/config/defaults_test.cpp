@@ -1,0 +1,116 @@
+// Defaults come from options.h alone; the effective config lists every field
+// and parses back to the same options; the shipped tiny config is valid.
+#include "runtime/config/convert.h"
+#include "runtime/config/loader.h"
+#include "runtime/core/error.h"
+#include "tests/runtime/config/options_equal.h"
+#include "tests/support/test_util.h"
+
+#include <google/protobuf/text_format.h>
+#include <gtest/gtest.h>
+
+namespace loom::config {
+namespace {
+
+using google::protobuf::Descriptor;
+using google::protobuf::FieldDescriptor;
+using google::protobuf::Message;
+
+TEST(DefaultsTest, EmptyConfigIsTheDefaultJob) {
+  std::vector<Violation> violations;
+  test::expectSameOptions(JobOptions{}, fromProto(LoomConfig{}, violations));
+  EXPECT_TRUE(violations.empty());
+
+  // Through the public entry point: only the required path has to be given.
+  JobOptions expected;
+  expected.data.train_path = "t.bin";
+  test::expectSameOptions(expected, parseJobConfig("", "empty.pbtxt", {"data.train_path=t.bin"}, 1));
+  test::expectSameOptions(expected, parseJobConfig("# only a comment\nmodel {}\n", "c.pbtxt",
+                                                   {"data.train_path=t.bin"}, 1));
+}
+
+TEST(DefaultsTest, EmptyConfigNeedsOnlyTheTrainPath) {
+  try {
+    parseJobConfig("", "empty.pbtxt", {}, 1);
+    FAIL() << "no InputError";
+  } catch (const InputError& e) {
+    EXPECT_EQ(errorMessage(e), "data.train_path is empty: set it to the training token shard (.bin)");
+  }
+}
+
+// Fails for every field of `message` (recursively) that is not present.
+void expectEveryFieldPresent(const Message& message, const std::string& path) {
+  const Descriptor& type = *message.GetDescriptor();
+  for (int i = 0; i < type.field_count(); ++i) {
+    const FieldDescriptor* field = type.field(i);
+    const std::string name = path.empty() ? field->name() : path + "." + field->name();
+    ASSERT_TRUE(message.GetReflection()->HasField(message, field)) << name << " missing";
+    if (field->type() == FieldDescriptor::TYPE_MESSAGE) {
+      expectEveryFieldPresent(message.GetReflection()->GetMessage(message, field), name);
+    }
+  }
+}
+
+TEST(DefaultsTest, EffectiveConfigListsEveryField) {
+  for (const JobOptions& options : {JobOptions{}, test::nonDefaultOptions()}) {
+    LoomConfig parsed;
+    ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(effectiveConfigText(options), &parsed));
+    expectEveryFieldPresent(parsed, "");
+  }
+}
+
+TEST(DefaultsTest, EffectiveConfigRoundTripsExactly) {
+  const JobOptions options = test::nonDefaultOptions();
+  const std::string text = effectiveConfigText(options);
+  test::expectSameOptions(options, parseJobConfig(text, "effective.pbtxt", {}, 2));
+
+  JobOptions defaults;
+  defaults.data.train_path = "t.bin";
+  test::expectSameOptions(defaults, parseJobConfig(effectiveConfigText(defaults), "effective.pbtxt", {}, 1));
+}
+
+TEST(DefaultsTest, EffectiveConfigOfTheDefaultsSpellsThemOut) {
+  const std::string text = effectiveConfigText(JobOptions{});
+  for (const char* line : {"  vocab_size: 257\n", "  norm_eps: 1e-05\n", "  order: SHUFFLED\n", "  seed: 1234\n",
+                           "  out_dir: \"runs/tiny\"\n", "  resume: true\n", "  dp: -1\n", "  lr: 0.003\n",
+                           "  level: INFO\n", "elastic {\n}\n"}) {
+    EXPECT_NE(text.find(line), std::string::npos) << "missing " << line << "in\n" << text;
+  }
+}
+
+TEST(DefaultsTest, TinyConfigLoadsForOneAndTwoRanks) {
+  for (int world : {1, 2}) {
+    const JobOptions o = loadJobConfig(test::sourcePath("configs/tiny.pbtxt"), {}, world);
+    // What configs/tiny.pbtxt sets, spelled out; the rest are defaults.
+    JobOptions expected;
+    expected.model.vocab_size = 257;
+    expected.model.dim = 128;
+    expected.model.layers = 4;
+    expected.model.heads = 4;
+    expected.model.kv_heads = 2;
+    expected.model.ffn_dim = 384;
+    expected.model.max_seq_len = 1024;
+    expected.data.train_path = "data/brown/train.bin";
+    expected.data.val_path = "data/brown/val.bin";
+    expected.data.seq_len = 128;
+    expected.data.order = SampleOrder::kShuffled;
+    expected.train.steps = 300;
+    expected.train.global_batch = 16;
+    expected.train.micro_batch = 16;
+    expected.train.seed = 1234;
+    expected.train.out_dir = "runs/tiny";
+    expected.train.checkpoint_every = 100;
+    expected.train.val_every = 50;
+    expected.train.val_batches = 8;
+    expected.train.grad_clip = 1.0;
+    expected.optimizer.lr = 3e-3;
+    expected.optimizer.min_lr = 3e-4;
+    expected.optimizer.warmup_steps = 30;
+    expected.optimizer.weight_decay = 0.1;
+    expected.logging.log_every = 10;
+    test::expectSameOptions(expected, o);
+  }
+}
+
+}  // namespace
+}  // namespace loom::config

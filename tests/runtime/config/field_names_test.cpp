@@ -1,0 +1,50 @@
+#include "runtime/config/field_names.h"
+#include "runtime/config/loom.pb.h"
+
+#include <gtest/gtest.h>
+
+namespace loom::config {
+namespace {
+
+TEST(FieldNamesTest, EditDistanceCountsEditsAndAdjacentSwaps) {
+  EXPECT_EQ(editDistance("", ""), 0u);
+  EXPECT_EQ(editDistance("heads", "heads"), 0u);
+  EXPECT_EQ(editDistance("", "dim"), 3u);
+  EXPECT_EQ(editDistance("haeds", "heads"), 1u);   // swap
+  EXPECT_EQ(editDistance("head", "heads"), 1u);    // insert
+  EXPECT_EQ(editDistance("kitten", "sitting"), 3u);
+  EXPECT_EQ(editDistance("ca", "abc"), 3u);        // optimal string alignment, not full Damerau (2)
+}
+
+TEST(FieldNamesTest, ClosestNameOnlyWhenClose) {
+  const std::vector<std::string> names = {"lr", "min_lr", "warmup_steps", "beta1", "beta2", "eps"};
+  EXPECT_EQ(closestName("warmup", names), "");  // 6 edits from warmup_steps
+  EXPECT_EQ(closestName("warmup_step", names), "warmup_steps");
+  EXPECT_EQ(closestName("minlr", names), "min_lr");
+  EXPECT_EQ(closestName("betta1", names), "beta1");
+  EXPECT_EQ(closestName("momentum", names), "");
+  EXPECT_EQ(closestName("x", {}), "");
+}
+
+TEST(FieldNamesTest, SectionLabels) {
+  EXPECT_EQ(sectionLabel(*LoomConfig::descriptor()), "config");
+  EXPECT_EQ(sectionLabel(*ModelConfig::descriptor()), "model");
+  EXPECT_EQ(sectionLabel(*LoggingConfig::descriptor()), "logging");
+}
+
+TEST(FieldNamesTest, UnknownFieldMessages) {
+  EXPECT_EQ(unknownFieldMessage(*ParallelConfig::descriptor(), "pd"),
+            "parallel has no field \"pd\" (did you mean \"dp\"? fields: dp)");
+  EXPECT_EQ(unknownFieldMessage(*ElasticConfig::descriptor(), "x"), "elastic has no field \"x\" (fields: none yet)");
+  EXPECT_EQ(unknownFieldMessage(*LoomConfig::descriptor(), "trian"),
+            "config has no section \"trian\" (did you mean \"train\"? sections: model, data, train, parallel, "
+            "optimizer, elastic, logging)");
+}
+
+TEST(FieldNamesTest, ValidEnumNamesLeaveOutUnspecified) {
+  EXPECT_EQ(validEnumNames(*DataConfig::Order_descriptor()), "SHUFFLED, SEQUENTIAL");
+  EXPECT_EQ(validEnumNames(*LoggingConfig::Level_descriptor()), "DEBUG, INFO, WARNING, ERROR");
+}
+
+}  // namespace
+}  // namespace loom::config

@@ -1,0 +1,96 @@
+#include "tests/runtime/config/options_equal.h"
+
+#include <gtest/gtest.h>
+
+#include <limits>
+
+namespace loom::test {
+
+#define LOOM_EXPECT_FIELD(section, name) \
+  EXPECT_EQ(expected.section.name, actual.section.name) << #section "." #name
+
+void expectSameOptions(const JobOptions& expected, const JobOptions& actual) {
+  LOOM_EXPECT_FIELD(model, vocab_size);
+  LOOM_EXPECT_FIELD(model, dim);
+  LOOM_EXPECT_FIELD(model, layers);
+  LOOM_EXPECT_FIELD(model, heads);
+  LOOM_EXPECT_FIELD(model, kv_heads);
+  LOOM_EXPECT_FIELD(model, ffn_dim);
+  LOOM_EXPECT_FIELD(model, norm_eps);
+  LOOM_EXPECT_FIELD(model, rope_theta);
+  LOOM_EXPECT_FIELD(model, init_std);
+  LOOM_EXPECT_FIELD(model, max_seq_len);
+  LOOM_EXPECT_FIELD(data, train_path);
+  LOOM_EXPECT_FIELD(data, val_path);
+  LOOM_EXPECT_FIELD(data, seq_len);
+  LOOM_EXPECT_FIELD(data, order);
+  LOOM_EXPECT_FIELD(train, steps);
+  LOOM_EXPECT_FIELD(train, global_batch);
+  LOOM_EXPECT_FIELD(train, micro_batch);
+  LOOM_EXPECT_FIELD(train, seed);
+  LOOM_EXPECT_FIELD(train, threads);
+  LOOM_EXPECT_FIELD(train, out_dir);
+  LOOM_EXPECT_FIELD(train, checkpoint_every);
+  LOOM_EXPECT_FIELD(train, keep_checkpoints);
+  LOOM_EXPECT_FIELD(train, resume);
+  LOOM_EXPECT_FIELD(train, val_every);
+  LOOM_EXPECT_FIELD(train, val_batches);
+  LOOM_EXPECT_FIELD(train, grad_clip);
+  LOOM_EXPECT_FIELD(optimizer, lr);
+  LOOM_EXPECT_FIELD(optimizer, min_lr);
+  LOOM_EXPECT_FIELD(optimizer, warmup_steps);
+  LOOM_EXPECT_FIELD(optimizer, beta1);
+  LOOM_EXPECT_FIELD(optimizer, beta2);
+  LOOM_EXPECT_FIELD(optimizer, eps);
+  LOOM_EXPECT_FIELD(optimizer, weight_decay);
+  LOOM_EXPECT_FIELD(parallel, dp);
+  LOOM_EXPECT_FIELD(logging, log_every);
+  LOOM_EXPECT_FIELD(logging, level);
+  LOOM_EXPECT_FIELD(logging, peak_tflops);
+}
+
+#undef LOOM_EXPECT_FIELD
+
+JobOptions nonDefaultOptions() {
+  JobOptions o;
+  o.model.vocab_size = 512;
+  o.model.dim = 96;
+  o.model.layers = 3;
+  o.model.heads = 6;  // head dim 16
+  o.model.kv_heads = 3;
+  o.model.ffn_dim = 200;
+  o.model.norm_eps = 1e-6;
+  o.model.rope_theta = 5e5;
+  o.model.init_std = 1.0 / 3.0;  // needs all 17 significant digits to round-trip
+  o.model.max_seq_len = 300;
+  o.data.train_path = "dir with space/train \"q\".bin";
+  o.data.val_path = "val\\x.bin";
+  o.data.seq_len = 64;
+  o.data.order = SampleOrder::kSequential;
+  o.train.steps = 7;
+  o.train.global_batch = 12;
+  o.train.micro_batch = 3;
+  o.train.seed = std::numeric_limits<uint64_t>::max();
+  o.train.threads = 2;
+  o.train.out_dir = "out/x";
+  o.train.checkpoint_every = 0;
+  o.train.keep_checkpoints = 5;
+  o.train.resume = false;
+  o.train.val_every = 0;
+  o.train.val_batches = 2;
+  o.train.grad_clip = 0.1;
+  o.optimizer.lr = 0.7;
+  o.optimizer.min_lr = 0;
+  o.optimizer.warmup_steps = 0;
+  o.optimizer.beta1 = 0;
+  o.optimizer.beta2 = 0.999;
+  o.optimizer.eps = 1e-10;
+  o.optimizer.weight_decay = 0;
+  o.parallel.dp = 2;
+  o.logging.log_every = 1;
+  o.logging.level = LogLevel::kDebug;
+  o.logging.peak_tflops = 123.456;
+  return o;
+}
+
+}  // namespace loom::test

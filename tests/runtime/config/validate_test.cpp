@@ -1,0 +1,170 @@
+// Every validation rule, one broken at a time on an otherwise valid job, with
+// the exact message; and the rules that depend on the world size.
+#include "runtime/config/validate.h"
+#include "runtime/core/error.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <limits>
+
+namespace loom::config {
+namespace {
+
+JobOptions validOptions() {
+  JobOptions options;
+  options.data.train_path = "t.bin";
+  return options;
+}
+
+struct RuleCase {
+  const char* name;
+  std::function<void(JobOptions&)> breakIt;
+  std::string message;
+};
+
+std::vector<std::string> messages(const JobOptions& options, int world_size) {
+  std::vector<std::string> texts;
+  for (const Violation& violation : findViolations(options, world_size)) {
+    texts.push_back(violation.message);
+  }
+  return texts;
+}
+
+TEST(ValidateTest, ValidOptionsPassForSeveralWorldSizes) {
+  for (int world : {1, 2, 4, 8, 16}) {
+    EXPECT_TRUE(findViolations(validOptions(), world).empty()) << "world " << world;
+    EXPECT_NO_THROW(validate(validOptions(), world));
+  }
+}
+
+TEST(ValidateTest, EachRuleReportsItsFieldAndValue) {
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  const double nan = std::nan("");
+  const std::vector<RuleCase> cases = {
+      {"vocab low", [](JobOptions& o) { o.model.vocab_size = 256; },
+       "model.vocab_size (256) must be in [257, 65536]: tokens are stored as uint16 and the byte tokenizer needs 257"},
+      {"vocab high", [](JobOptions& o) { o.model.vocab_size = 65537; },
+       "model.vocab_size (65537) must be in [257, 65536]: tokens are stored as uint16 and the byte tokenizer needs "
+       "257"},
+      {"dim", [](JobOptions& o) { o.model.dim = 0; }, "model.dim (0) must be >= 1"},
+      {"layers", [](JobOptions& o) { o.model.layers = -2; }, "model.layers (-2) must be >= 1"},
+      {"heads", [](JobOptions& o) { o.model.heads = 0; }, "model.heads (0) must be >= 1"},
+      {"ffn_dim", [](JobOptions& o) { o.model.ffn_dim = 0; }, "model.ffn_dim (0) must be >= 1"},
+      {"kv_heads negative", [](JobOptions& o) { o.model.kv_heads = -1; }, "model.kv_heads (-1) must be >= 0"},
+      {"heads divide dim", [](JobOptions& o) { o.model.heads = 3; }, "model.heads (3) must divide model.dim (128)"},
+      {"even head dim", [](JobOptions& o) { o.model.dim = 132; },
+       "the head dim model.dim / model.heads (132 / 4 = 33) must be even: RoPE rotates pairs of features"},
+      {"kv_heads divide heads", [](JobOptions& o) { o.model.kv_heads = 3; },
+       "model.kv_heads (3) must divide model.heads (4); 0 means one key/value head per query head"},
+      {"norm_eps", [](JobOptions& o) { o.model.norm_eps = 0; }, "model.norm_eps (0) must be > 0"},
+      {"rope_theta", [&](JobOptions& o) { o.model.rope_theta = kInf; }, "model.rope_theta (inf) must be a finite number"},
+      {"init_std", [&](JobOptions& o) { o.model.init_std = nan; }, "model.init_std (nan) must be a finite number"},
+      {"max_seq_len", [](JobOptions& o) { o.model.max_seq_len = 100; },
+       "model.max_seq_len (100) must be >= data.seq_len (128)"},
+      {"train_path", [](JobOptions& o) { o.data.train_path.clear(); },
+       "data.train_path is empty: set it to the training token shard (.bin)"},
+      {"seq_len", [](JobOptions& o) { o.data.seq_len = 0; }, "data.seq_len (0) must be >= 1"},
+      {"steps", [](JobOptions& o) { o.train.steps = 0; }, "train.steps (0) must be >= 1"},
+      {"global_batch", [](JobOptions& o) { o.train.global_batch = 0; }, "train.global_batch (0) must be >= 1"},
+      {"micro_batch", [](JobOptions& o) { o.train.micro_batch = 0; }, "train.micro_batch (0) must be >= 1"},
+      {"micro_batch divides", [](JobOptions& o) { o.train.micro_batch = 5; },
+       "train.micro_batch (5) must divide the per-rank batch (train.global_batch / world size = 16 / 1 = 16): 16 / "
+       "5 is not a whole number of accumulation steps; e.g. micro_batch 4 accumulates 4 micro-batches per step"},
+      {"threads", [](JobOptions& o) { o.train.threads = -1; }, "train.threads (-1) must be >= 0"},
+      {"out_dir", [](JobOptions& o) { o.train.out_dir.clear(); },
+       "train.out_dir is empty: set the run's output directory"},
+      {"checkpoint_every", [](JobOptions& o) { o.train.checkpoint_every = -1; },
+       "train.checkpoint_every (-1) must be >= 0"},
+      {"keep_checkpoints", [](JobOptions& o) { o.train.keep_checkpoints = 0; },
+       "train.keep_checkpoints (0) must be >= 1"},
+      {"val_every", [](JobOptions& o) { o.train.val_every = -5; }, "train.val_every (-5) must be >= 0"},
+      {"val_batches", [](JobOptions& o) { o.train.val_batches = 0; }, "train.val_batches (0) must be >= 1"},
+      {"grad_clip", [](JobOptions& o) { o.train.grad_clip = -0.5; }, "train.grad_clip (-0.5) must be >= 0"},
+      {"dp", [](JobOptions& o) { o.parallel.dp = 2; }, "parallel.dp (2) must equal the world size (1) or be -1"},
+      {"lr", [](JobOptions& o) { o.optimizer.lr = 0; o.optimizer.min_lr = 0; }, "optimizer.lr (0) must be > 0"},
+      {"min_lr negative", [](JobOptions& o) { o.optimizer.min_lr = -1e-4; }, "optimizer.min_lr (-0.0001) must be >= 0"},
+      {"min_lr above lr", [](JobOptions& o) { o.optimizer.min_lr = 0.01; },
+       "optimizer.min_lr (0.01) must be <= optimizer.lr (0.003)"},
+      {"warmup_steps", [](JobOptions& o) { o.optimizer.warmup_steps = -1; },
+       "optimizer.warmup_steps (-1) must be >= 0"},
+      {"beta1", [](JobOptions& o) { o.optimizer.beta1 = 1; }, "optimizer.beta1 (1) must be in [0, 1)"},
+      {"beta2", [](JobOptions& o) { o.optimizer.beta2 = -0.1; }, "optimizer.beta2 (-0.1) must be in [0, 1)"},
+      {"beta nan", [&](JobOptions& o) { o.optimizer.beta2 = nan; }, "optimizer.beta2 (nan) must be in [0, 1)"},
+      {"eps", [](JobOptions& o) { o.optimizer.eps = 0; }, "optimizer.eps (0) must be > 0"},
+      {"weight_decay", [&](JobOptions& o) { o.optimizer.weight_decay = -kInf; },
+       "optimizer.weight_decay (-inf) must be a finite number"},
+      {"log_every", [](JobOptions& o) { o.logging.log_every = 0; }, "logging.log_every (0) must be >= 1"},
+      {"peak_tflops", [](JobOptions& o) { o.logging.peak_tflops = -1; }, "logging.peak_tflops (-1) must be >= 0"},
+  };
+  for (const RuleCase& rule : cases) {
+    JobOptions options = validOptions();
+    rule.breakIt(options);
+    EXPECT_EQ(messages(options, 1), std::vector<std::string>{rule.message}) << rule.name;
+  }
+}
+
+TEST(ValidateTest, GlobalBatchMustSplitEvenlyOverRanks) {
+  JobOptions options = validOptions();
+  options.train.global_batch = 10;
+  options.train.micro_batch = 1;
+  EXPECT_EQ(messages(options, 4),
+            std::vector<std::string>{"train.global_batch (10) must be divisible by the world size (4)"});
+  EXPECT_TRUE(messages(options, 2).empty());
+  EXPECT_TRUE(messages(options, 5).empty());
+}
+
+TEST(ValidateTest, MicroBatchAbovePerRankBatchMeansOnePass) {
+  JobOptions options = validOptions();  // global 16, micro 16
+  for (int world : {2, 4, 8, 16}) {
+    EXPECT_TRUE(messages(options, world).empty()) << "world " << world;
+  }
+  options.train.micro_batch = 3;  // per-rank 8 on 2 ranks
+  EXPECT_EQ(messages(options, 2),
+            std::vector<std::string>{
+                "train.micro_batch (3) must divide the per-rank batch (train.global_batch / world size = 16 / 2 = 8): "
+                "8 / 3 is not a whole number of accumulation steps; e.g. micro_batch 2 accumulates 4 micro-batches "
+                "per step"});
+  EXPECT_TRUE(messages(options, 8).empty());  // per-rank batch 2 < 3: one pass
+}
+
+TEST(ValidateTest, DataParallelSizeMustMatchTheWorld) {
+  JobOptions options = validOptions();
+  options.parallel.dp = 4;
+  EXPECT_EQ(messages(options, 2), std::vector<std::string>{"parallel.dp (4) must equal the world size (2) or be -1"});
+  EXPECT_TRUE(messages(options, 4).empty());
+}
+
+TEST(ValidateTest, HugeBatchesStillValidateQuickly) {
+  JobOptions options = validOptions();
+  options.train.global_batch = std::numeric_limits<int64_t>::max() - 1;
+  options.train.micro_batch = std::numeric_limits<int64_t>::max() / 4;
+  const std::vector<std::string> found = messages(options, 2);
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_NE(found[0].find("e.g. micro_batch 1 accumulates"), std::string::npos) << found[0];
+}
+
+TEST(ValidateTest, ValidateThrowsEveryViolationAtOnce) {
+  JobOptions options = validOptions();
+  options.model.layers = 0;
+  options.logging.log_every = 0;
+  try {
+    validate(options, 1);
+    FAIL() << "no InputError";
+  } catch (const InputError& e) {
+    EXPECT_EQ(errorMessage(e), "model.layers (0) must be >= 1\nlogging.log_every (0) must be >= 1");
+  }
+  EXPECT_THROW(validate(validOptions(), 0), InputError);
+}
+
+TEST(ValidateTest, FormatPrefixesTheFirstFieldWithAnOrigin) {
+  const std::vector<Violation> violations = {{{"model.heads", "model.dim"}, "pair"}, {{"data.seq_len"}, "single"}};
+  EXPECT_EQ(formatViolations(violations, {}), "pair\nsingle");
+  EXPECT_EQ(formatViolations(violations, {{"model.dim", "f:2:3"}, {"data.seq_len", "--set data.seq_len=1"}}),
+            "f:2:3: pair\n--set data.seq_len=1: single");
+  EXPECT_EQ(formatViolations(violations, {{"model.dim", "f:2:3"}, {"model.heads", "f:9:9"}}), "f:9:9: pair\nsingle");
+}
+
+}  // namespace
+}  // namespace loom::config
