@@ -1,5 +1,6 @@
 #include "runtime/core/file_util.h"
 
+#include "runtime/core/atomic_file_writer.h"
 #include "runtime/core/error.h"
 
 #include <fcntl.h>
@@ -16,11 +17,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string parentOf(const std::string& path) {
-  const fs::path parent = fs::path(path).parent_path();
-  return parent.empty() ? std::string(".") : parent.string();
-}
-
 // Closes the descriptor on every path out, so an exception never leaks it.
 class FdGuard {
  public:
@@ -31,11 +27,6 @@ class FdGuard {
   FdGuard(const FdGuard&) = delete;
   FdGuard& operator=(const FdGuard&) = delete;
   int get() const { return fd_; }
-  int release() {
-    const int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
 
  private:
   int fd_;
@@ -71,31 +62,9 @@ void syncDirectory(const std::string& dir) {
 }
 
 void writeFileAtomically(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  FdGuard fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  LOOM_CHECK_INPUT(fd.get() >= 0, "cannot write \"", tmp, "\": ", describeErrno("open", errno));
-  size_t written = 0;
-  while (written < bytes.size()) {
-    const ssize_t n = ::write(fd.get(), bytes.data() + written, bytes.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::unlink(tmp.c_str());
-      LOOM_THROW(InputError, "cannot write \"", tmp, "\": ", describeErrno("write", err));
-    }
-    written += static_cast<size_t>(n);
-  }
-  if (::fsync(fd.get()) != 0 || ::close(fd.release()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    LOOM_THROW(InputError, "cannot write \"", tmp, "\": ", describeErrno("fsync/close", err));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    LOOM_THROW(InputError, "cannot rename \"", tmp, "\" to \"", path, "\": ", describeErrno("rename", err));
-  }
-  syncDirectory(parentOf(path));
+  AtomicFileWriter writer(path);
+  writer.write(bytes.data(), bytes.size());
+  writer.commit();
 }
 
 std::string readFile(const std::string& path, const std::string& what) {
