@@ -1,0 +1,66 @@
+#include "model/attention.h"
+
+#include "runtime/core/torch_compat.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <limits>
+
+namespace loom::model {
+namespace {
+
+torch::nn::Linear linear(int64_t in, int64_t out) {
+  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+}
+
+}  // namespace
+
+AttentionImpl::AttentionImpl(const ModelOptions& opts)
+    : heads_(opts.heads), kv_heads_(opts.kvHeads()), head_dim_(opts.headDim()) {
+  wq = register_module("wq", linear(opts.dim, opts.dim));
+  wk = register_module("wk", linear(opts.dim, kv_heads_ * head_dim_));
+  wv = register_module("wv", linear(opts.dim, kv_heads_ * head_dim_));
+  wo = register_module("wo", linear(opts.dim, opts.dim));
+}
+
+at::Tensor AttentionImpl::forward(const at::Tensor& x, const RotaryEmbedding& rope) {
+  const int64_t batch = x.size(0);
+  const int64_t seq = x.size(1);
+  const at::Tensor q = rope.apply(wq->forward(x).view({batch, seq, heads_, head_dim_}));
+  const at::Tensor k = rope.apply(wk->forward(x).view({batch, seq, kv_heads_, head_dim_}));
+  const at::Tensor v = wv->forward(x).view({batch, seq, kv_heads_, head_dim_});
+  return wo->forward(attend(q, k, v).reshape({batch, seq, heads_ * head_dim_}));
+}
+
+// q: [B, T, H, hd], k/v: [B, T, KV, hd] -> [B, T, H, hd].
+at::Tensor AttentionImpl::attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) const {
+  const int64_t batch = q.size(0);
+  const int64_t seq = q.size(1);
+  const int64_t group = heads_ / kv_heads_;
+#if LOOM_TORCH_HAS_SDPA
+  const at::Tensor kx = k.repeat_interleave(group, 2).transpose(1, 2);
+  const at::Tensor vx = v.repeat_interleave(group, 2).transpose(1, 2);
+  return at::scaled_dot_product_attention(q.transpose(1, 2), kx, vx, {}, 0.0, /*is_causal=*/true)
+      .transpose(1, 2);
+#else
+  // Each KV head serves its `group` query heads in one GEMM: queries are laid out
+  // [B, KV, group*T, hd] so the keys need no copy per query head.
+  const at::Tensor qg = q.view({batch, seq, kv_heads_, group, head_dim_})
+                            .permute({0, 2, 3, 1, 4})
+                            .reshape({batch, kv_heads_, group * seq, head_dim_});
+  const at::Tensor kt = k.permute({0, 2, 3, 1});  // [B, KV, hd, T]
+  const at::Tensor vg = v.permute({0, 2, 1, 3});  // [B, KV, T, hd]
+  const at::Tensor mask =
+      at::full({seq, seq}, -std::numeric_limits<float>::infinity(), q.options()).triu(1);
+  const at::Tensor scores =
+      at::matmul(qg, kt).mul_(1.0 / std::sqrt(static_cast<double>(head_dim_)))
+          .view({batch, kv_heads_, group, seq, seq}) + mask;
+  const at::Tensor probs = at::softmax(scores, -1).view({batch, kv_heads_, group * seq, seq});
+  return at::matmul(probs, vg)
+      .view({batch, kv_heads_, group, seq, head_dim_})
+      .permute({0, 3, 1, 2, 4});  // [B, T, KV, group, hd] == [B, T, H, hd]
+#endif
+}
+
+}  // namespace loom::model

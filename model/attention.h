@@ -1,0 +1,34 @@
+// Causal multi-head self-attention with grouped-query heads (kv_heads <= heads).
+//
+// Query head h reads key/value head h / (heads / kv_heads), as in Llama's
+// repeat_kv. Parameter names (safetensors keys, relative to the block):
+//   attn.wq.weight [d, d], attn.wk.weight [kv*hd, d], attn.wv.weight [kv*hd, d], attn.wo.weight [d, d].
+#pragma once
+
+#include "model/rope.h"
+#include "runtime/config/options.h"
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
+
+namespace loom::model {
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  explicit AttentionImpl(const ModelOptions& opts);
+
+  /// x: [batch, seq, dim] (already normalised) -> [batch, seq, dim].
+  at::Tensor forward(const at::Tensor& x, const RotaryEmbedding& rope);
+
+  torch::nn::Linear wq{nullptr}, wk{nullptr}, wv{nullptr}, wo{nullptr};
+
+ private:
+  at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) const;
+
+  int64_t heads_;
+  int64_t kv_heads_;
+  int64_t head_dim_;
+};
+TORCH_MODULE(Attention);
+
+}  // namespace loom::model

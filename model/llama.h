@@ -1,0 +1,78 @@
+// The Llama-style decoder (docs/model.md). Parameter names and shapes are the
+// safetensors keys (Linear weights are [out_features, in_features]):
+//   tok_emb.weight [V, d]
+//   blocks.i.attn_norm.weight [d], blocks.i.attn.{wq,wk,wv,wo}.weight, blocks.i.mlp_norm.weight [d],
+//   blocks.i.mlp.{w1,w3,w2}.weight
+//   norm.weight [d], head.weight [V, d] (untied from tok_emb)
+// Per block: h = x + wo(attn(rope(wq n1 x), rope(wk n1 x), wv n1 x)); out = h + w2(silu(w1 n2 h) * w3 n2 h).
+#pragma once
+
+#include "model/attention.h"
+#include "model/mlp.h"
+#include "model/rope.h"
+#include "runtime/config/options.h"
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace loom::model {
+
+/// Holds an RMSNorm gain named "weight"; the norm itself runs in loom's fused
+/// kernels (kernels/torch/rms_norm_ops.h), called by the model.
+class RmsNormImpl : public torch::nn::Module {
+ public:
+  explicit RmsNormImpl(int64_t dim);
+  at::Tensor weight;
+};
+TORCH_MODULE(RmsNorm);
+
+class BlockImpl : public torch::nn::Module {
+ public:
+  explicit BlockImpl(const ModelOptions& opts);
+  RmsNorm attn_norm{nullptr};
+  Attention attn{nullptr};
+  RmsNorm mlp_norm{nullptr};
+  Mlp mlp{nullptr};
+};
+TORCH_MODULE(Block);
+
+class LlamaImpl : public torch::nn::Module {
+ public:
+  explicit LlamaImpl(const ModelOptions& opts);
+
+  /// tokens: int64 [batch, seq] -> logits float [batch, seq, vocab].
+  at::Tensor forward(const at::Tensor& tokens);
+
+  const ModelOptions& options() const { return opts_; }
+  /// Parameters in registration order with their safetensors names.
+  std::vector<std::pair<std::string, at::Tensor>> namedParameters() const;
+
+  torch::nn::Embedding tok_emb{nullptr};
+  torch::nn::ModuleList blocks{nullptr};
+  RmsNorm norm{nullptr};
+  torch::nn::Linear head{nullptr};
+
+ private:
+  ModelOptions opts_;
+  RotaryEmbedding rope_;
+};
+TORCH_MODULE(Llama);
+
+/// Sum (not mean) of the token cross-entropies of `logits` [..., V] against
+/// `targets` [...]: the trainer divides by the global token count (ARCHITECTURE §2).
+at::Tensor crossEntropySum(const at::Tensor& logits, const at::Tensor& targets);
+
+/// Model FLOPs per trained token (forward + backward), the MFU numerator:
+///   6 * (N - N_embedding) + 12 * layers * heads * head_dim * seq_len
+/// (torchtitan / PaLM; attention counted without causal savings, tok_emb excluded, head included).
+double trainingFlopsPerToken(const ModelOptions& opts, int64_t seq_len);
+
+/// Number of parameters of a model with these options.
+int64_t parameterCount(const ModelOptions& opts);
+
+}  // namespace loom::model

@@ -1,0 +1,263 @@
+#include "train/trainer.h"
+
+#include "model/init.h"
+#include "optim/grad_clip.h"
+#include "optim/lr_schedule.h"
+#include "runtime/core/error.h"
+#include "runtime/core/file_util.h"
+#include "runtime/core/system_info.h"
+#include "train/checkpoint/safetensors.h"
+#include "train/metrics.h"
+#include "train/metrics_log.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/GradMode.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <filesystem>
+
+namespace loom::train {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr std::chrono::minutes kCollectiveTimeout{10};
+
+double msSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+std::string joinPath(const std::string& dir, const std::string& name) {
+  return (std::filesystem::path(dir) / name).string();
+}
+
+// Opens a shard and names the config field in any error about it.
+std::shared_ptr<const data::TokenShard> openShard(const std::string& path, const std::string& field,
+                                                  int64_t vocab_size) {
+  try {
+    return data::TokenShard::open(path, vocab_size);
+  } catch (const InputError& e) {
+    LOOM_THROW(InputError, field, ": ", e.what_without_backtrace());
+  }
+}
+
+}  // namespace
+
+Trainer::Trainer(TrainerOptions opts, dist::Communicator& comm, const Logger& log)
+    : opts_(std::move(opts)),
+      comm_(comm),
+      log_(log),
+      generator_(at::make_generator<at::CPUGeneratorImpl>(opts_.job.train.seed)),
+      checkpoints_(joinPath(opts_.job.train.out_dir, "checkpoints"), opts_.job.train.keep_checkpoints) {
+  const JobOptions& job = opts_.job;
+  // Inputs first: nothing is written until every input has been checked.
+  train_shard_ = openShard(job.data.train_path, "data.train_path", job.model.vocab_size);
+  if (!job.data.val_path.empty()) {
+    val_shard_ = openShard(job.data.val_path, "data.val_path", job.model.vocab_size);
+  }
+  loader_ = std::make_unique<data::DataLoader>(
+      train_shard_, data::LoaderOptions{job.data.seq_len, job.data.order, job.train.seed, comm_.rank(),
+                                        comm_.size(), job.train.global_batch,
+                                        job.train.microBatchPerRank(comm_.size())});
+
+  model_ = model::Llama(job.model);
+  model::initializeParameters(*model_, generator_);
+  if (!opts_.init_from.empty()) {
+    checkpoint::loadSafetensorsInto(opts_.init_from, model_->namedParameters(), "--init-from");
+  }
+  optimizer_ = std::make_unique<optim::AdamW>(model_->namedParameters(), job.optimizer);
+
+  ensureWritableDir(job.train.out_dir, "train.out_dir");
+  if (job.train.resume) {
+    if (auto latest = checkpoints_.latest()) {
+      resumeFrom(*latest);
+    }
+  }
+}
+
+void Trainer::resumeFrom(const std::string& checkpoint_dir) {
+  const checkpoint::TrainerState state = checkpoint::readTrainerState(checkpoint_dir);
+  const TrainOptions& train = opts_.job.train;
+  LOOM_CHECK_INPUT(state.seed == train.seed, checkpoint_dir, " was written with train.seed ", state.seed,
+                   " but the config says ", train.seed,
+                   ": resume with the original seed, or set train.out_dir to a new directory");
+  checkpoint::loadSafetensorsInto(checkpoint::checkpointFile(checkpoint_dir, "model.safetensors"), model_->namedParameters(),
+                      "checkpoint");
+  optimizer_->loadState(checkpoint::readSafetensors(checkpoint::checkpointFile(checkpoint_dir, "optimizer.safetensors")), state.step);
+  loader_->seek(state.data_cursor);
+  generator_.set_state(state.rng_state);
+  step_ = state.step;
+  tokens_ = state.tokens;
+  log_.info("resumed from ", checkpoint_dir, " at step ", step_,
+            opts_.init_from.empty() ? "" : " (--init-from is ignored when resuming)");
+}
+
+std::vector<at::Tensor> Trainer::parameters() const { return model_->parameters(); }
+
+double Trainer::reduceScalar(double value) {
+  at::Tensor t = at::full({1}, value, at::kDouble);
+  comm_.allReduce(t, dist::ReduceOp::kSum)->wait(kCollectiveTimeout);
+  return t.item<double>();
+}
+
+Trainer::StepResult Trainer::trainStep(double lr) {
+  const JobOptions& job = opts_.job;
+  const int64_t seq_len = job.data.seq_len;
+  const double global_tokens = static_cast<double>(job.train.global_batch * seq_len);
+  const std::vector<at::Tensor> params = parameters();
+  for (const at::Tensor& p : params) {
+    const_cast<at::Tensor&>(p).mutable_grad() = at::Tensor();
+  }
+
+  // Each micro-batch adds d(sum of its token losses)/d(params) / global_tokens:
+  // after the reduction every rank holds the gradient of the global mean loss.
+  double local_loss_sum = 0;
+  for (const at::Tensor& batch : loader_->nextStep()) {
+    const at::Tensor logits = model_->forward(batch.narrow(1, 0, seq_len));
+    const at::Tensor loss_sum = model::crossEntropySum(logits, batch.narrow(1, 1, seq_len));
+    local_loss_sum += loss_sum.item<double>();
+    loss_sum.div(global_tokens).backward();
+  }
+
+  StepResult result;
+  const auto comm_start = Clock::now();
+  std::vector<std::unique_ptr<dist::Work>> works;
+  for (const at::Tensor& p : params) {
+    at::Tensor grad = p.grad();
+    if (grad.defined()) works.push_back(comm_.allReduce(grad, dist::ReduceOp::kSum));
+  }
+  for (auto& work : works) work->wait(kCollectiveTimeout);
+  result.loss = reduceScalar(local_loss_sum) / global_tokens;
+  result.comm_ms = msSince(comm_start);
+
+  result.grad_norm = optim::clipGradNorm(params, job.train.grad_clip);
+  optimizer_->step(lr);
+  return result;
+}
+
+double Trainer::validationLoss() {
+  LOOM_CHECK(val_shard_ != nullptr, "validationLoss() needs data.val_path");
+  const JobOptions& job = opts_.job;
+  const int64_t seq_len = job.data.seq_len;
+  const int64_t micro = job.train.microBatchPerRank(comm_.size());
+  // Sequential windows from the start of the shard, split over ranks.
+  const data::DataLoader val_loader(val_shard_, data::LoaderOptions{seq_len, SampleOrder::kSequential,
+                                                                    job.train.seed, comm_.rank(), comm_.size(),
+                                                                    micro * comm_.size(), micro});
+  c10::NoGradGuard no_grad;
+  double loss_sum = 0;
+  for (int64_t b = 0; b < job.train.val_batches; ++b) {
+    const int64_t first = (b * comm_.size() + comm_.rank()) * micro;
+    const at::Tensor batch = val_loader.samples(first, micro);
+    loss_sum += model::crossEntropySum(model_->forward(batch.narrow(1, 0, seq_len)), batch.narrow(1, 1, seq_len))
+                    .item<double>();
+  }
+  const double tokens = static_cast<double>(job.train.val_batches * micro * comm_.size() * seq_len);
+  return reduceScalar(loss_sum) / tokens;
+}
+
+bool Trainer::isLoggingStep(int64_t step) const {
+  return step == 1 || step % opts_.job.logging.log_every == 0 || step == opts_.job.train.steps;
+}
+
+void Trainer::saveCheckpoint() {
+  if (comm_.rank() == 0) {
+    checkpoint::TrainerState state;
+    state.step = step_;
+    state.data_cursor = loader_->cursor();
+    state.tokens = tokens_;
+    state.seed = opts_.job.train.seed;
+    state.world_size = comm_.size();
+    state.rng_state = generator_.get_state();
+    const std::string dir =
+        checkpoints_.save(model_->namedParameters(), optimizer_->stateTensors(), state, opts_.config_text);
+    log_.info("checkpoint ", dir);
+  }
+  comm_.barrier(kCollectiveTimeout);
+}
+
+RunSummary Trainer::run(const std::function<bool()>& stop_requested) {
+  const JobOptions& job = opts_.job;
+  const bool lead = comm_.rank() == 0;
+  const int64_t total = job.train.steps;
+  const int64_t global_tokens = job.train.global_batch * job.data.seq_len;
+  RunSummary summary;
+  summary.first_step = step_;
+
+  std::unique_ptr<MetricsLog> metrics;
+  if (lead) {
+    log_.raw("effective config:\n" + opts_.config_text);
+    writeFileAtomically(joinPath(job.train.out_dir, "config.pbtxt"), opts_.config_text);
+    metrics = std::make_unique<MetricsLog>(joinPath(job.train.out_dir, "metrics.jsonl"), step_);
+  }
+  const double flops_per_token = model::trainingFlopsPerToken(job.model, job.data.seq_len);
+  const double peak = job.logging.peak_tflops > 0 ? job.logging.peak_tflops * 1e12 : measurePeakFlops();
+  log_.info("model ", model::parameterCount(job.model), " parameters, ", flops_per_token / 1e6,
+            " MFLOP/token; MFU peak ", peak / 1e9, " GFLOP/s per rank (",
+            job.logging.peak_tflops > 0 ? "logging.peak_tflops" : "measured float32 GEMM", "); BLAS ",
+            loadedBlasLibraries());
+
+  if (step_ == 0 && val_shard_) {
+    const double val = validationLoss();
+    summary.val_losses.emplace_back(0, val);
+    log_.info("validation loss before training: ", val);
+    if (metrics) metrics->append(nlohmann::json{{"step", 0}, {"val_loss", val}}.dump());
+  }
+
+  bool stop = false;
+  while (step_ < total && !stop) {
+    const double lr = optim::learningRate(job.optimizer, step_, total);
+    const auto start = Clock::now();
+    const StepResult result = trainStep(lr);
+    const double step_ms = msSince(start);
+    ++step_;
+    tokens_ += global_tokens;
+    summary.losses.push_back(result.loss);
+
+    StepMetrics m;
+    m.step = step_;
+    m.total_steps = total;
+    m.loss = result.loss;
+    m.lr = lr;
+    m.grad_norm = result.grad_norm;
+    m.tokens = tokens_;
+    m.tokens_per_s = static_cast<double>(global_tokens) / (step_ms / 1e3);
+    m.step_ms = step_ms;
+    m.comm_ms = result.comm_ms;
+    m.exposed_comm_ms = result.comm_ms;  // reductions start after backward: nothing overlaps yet
+    m.mfu = flops_per_token * m.tokens_per_s / (peak * comm_.size());
+    m.world = comm_.size();
+    m.layout = "dp=" + std::to_string(comm_.size());
+    m.bytes_tx = comm_.bytesSent();
+    m.bytes_rx = comm_.bytesReceived();
+    const bool val_due = val_shard_ && ((job.train.val_every > 0 && step_ % job.train.val_every == 0) ||
+                                        step_ == total);
+    if (val_due) {
+      m.val_loss = validationLoss();
+      summary.val_losses.emplace_back(step_, *m.val_loss);
+    }
+    if (isLoggingStep(step_) || val_due) {
+      log_.info(progressLine(m));
+      if (metrics) metrics->append(toJsonLine(m));
+    }
+
+    // Every rank must stop at the same step: agree on the request.
+    stop = reduceScalar(stop_requested() ? 1.0 : 0.0) > 0;
+    const bool checkpoint_due = job.train.checkpoint_every > 0 && step_ % job.train.checkpoint_every == 0;
+    if (checkpoint_due || stop || step_ == total) {
+      saveCheckpoint();
+    }
+  }
+  summary.last_step = step_;
+  summary.stopped_early = step_ < total;
+  if (!summary.stopped_early && lead) {
+    summary.final_weights = joinPath(job.train.out_dir, "model.safetensors");
+    checkpoint::writeSafetensors(summary.final_weights, model_->namedParameters(), {{"format", "pt"}});
+    log_.info("final weights ", summary.final_weights);
+  }
+  log_.info("peak RSS ", peakRssBytes() / (1 << 20), " MiB");
+  return summary;
+}
+
+}  // namespace loom::train

@@ -1,0 +1,86 @@
+// The training loop of one rank (ARCHITECTURE.md §3):
+//   data -> forward/backward per micro-batch -> gradient reduction -> clip ->
+//   AdamW -> metrics -> validation -> checkpoint.
+// Ranks talk only through the Communicator, so the same loop runs on one rank
+// (the self communicator) and, with later layers, on many.
+#pragma once
+
+#include "model/llama.h"
+#include "optim/adamw.h"
+#include "runtime/config/options.h"
+#include "runtime/core/logging.h"
+#include "runtime/dist/communicator.h"
+#include "train/checkpoint/checkpoint.h"
+#include "train/data/data_loader.h"
+
+#include <ATen/core/Generator.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace loom::train {
+
+struct TrainerOptions {
+  JobOptions job;
+  std::string config_text;  ///< the effective config, saved with outputs and checkpoints
+  std::string init_from;    ///< optional safetensors file with initial weights
+};
+
+struct RunSummary {
+  int64_t first_step = 0;            ///< step the run started from (0, or a checkpoint's step)
+  int64_t last_step = 0;             ///< steps completed when run() returned
+  bool stopped_early = false;        ///< a stop request ended the run before train.steps
+  std::vector<double> losses;        ///< training loss of every step this run executed
+  std::vector<std::pair<int64_t, double>> val_losses;  ///< (step, loss) of each validation pass
+  std::string final_weights;         ///< path of the exported weights (empty when stopped early)
+};
+
+class Trainer {
+ public:
+  /// Opens and checks everything that can be checked before any output is
+  /// written: data shards, initial weights, the output directory, a checkpoint
+  /// to resume from. Throws InputError for bad input.
+  Trainer(TrainerOptions opts, dist::Communicator& comm, const Logger& log);
+
+  /// Trains until train.steps, or until `stop_requested()` turns true (then the
+  /// current step completes and a checkpoint is written).
+  RunSummary run(const std::function<bool()>& stop_requested);
+
+  /// Mean token loss over the validation shard's first val_batches micro-batches.
+  double validationLoss();
+
+  model::LlamaImpl& model() { return *model_; }
+  int64_t step() const { return step_; }
+
+ private:
+  struct StepResult {
+    double loss = 0;
+    double grad_norm = 0;
+    double comm_ms = 0;
+  };
+
+  StepResult trainStep(double lr);
+  double reduceScalar(double value);
+  void resumeFrom(const std::string& checkpoint_dir);
+  void saveCheckpoint();
+  std::vector<at::Tensor> parameters() const;
+  bool isLoggingStep(int64_t step) const;
+
+  TrainerOptions opts_;
+  dist::Communicator& comm_;
+  const Logger& log_;
+  at::Generator generator_;
+  std::shared_ptr<const data::TokenShard> train_shard_;
+  std::shared_ptr<const data::TokenShard> val_shard_;
+  std::unique_ptr<data::DataLoader> loader_;
+  model::Llama model_{nullptr};
+  std::unique_ptr<optim::AdamW> optimizer_;
+  checkpoint::CheckpointStore checkpoints_;
+  int64_t step_ = 0;
+  int64_t tokens_ = 0;
+};
+
+}  // namespace loom::train
