@@ -6,15 +6,22 @@ set(LOOM_WARNING_FLAGS -Wall -Wextra -Werror)
 
 function(_loom_common target)
   target_compile_features(${target} PUBLIC cxx_std_17)
+  # at::parallel_for is a header template: with libtorch's OpenMP backend it runs
+  # serially unless the calling code is compiled with OpenMP too.
+  target_link_libraries(${target} PUBLIC OpenMP::OpenMP_CXX)
   target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:${LOOM_WARNING_FLAGS}>)
   target_include_directories(${target} PUBLIC ${PROJECT_SOURCE_DIR} ${LOOM_GENERATED_DIR})
 endfunction()
 
-# loom_add_library(<name> SOURCES <files...> DEPS <targets...>)
-# A static (PIC) library for one folder; DEPS are the layers below it.
+# loom_add_library(<name> [SHARED] SOURCES <files...> DEPS <targets...>)
+# A static (PIC) library for one folder, or SHARED; DEPS are the layers below it.
 function(loom_add_library name)
-  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
-  add_library(${name} STATIC ${ARG_SOURCES})
+  cmake_parse_arguments(ARG "SHARED" "" "SOURCES;DEPS" ${ARGN})
+  if(ARG_SHARED)
+    add_library(${name} SHARED ${ARG_SOURCES})
+  else()
+    add_library(${name} STATIC ${ARG_SOURCES})
+  endif()
   _loom_common(${name})
   target_link_libraries(${name} PUBLIC ${ARG_DEPS})
 endfunction()

@@ -1,0 +1,36 @@
+// RMSNorm as differentiable libtorch ops: what the model calls, and what
+// libloom_torch.so registers as torch.ops.loom.rms_norm / fused_add_rms_norm.
+//
+// Formulas and the backward derivation: kernels/cpu/rms_norm.h and docs/kernels.md.
+// CPU tensors run kernels/cpu (float32, float64); CUDA tensors run kernels/cuda
+// (float32) on the current CUDA stream when loom was built with LOOM_WITH_CUDA against
+// a CUDA libtorch. Non-contiguous inputs are copied to contiguous ones first.
+//
+// Gradients flow to every tensor input (first order only: a backward run with
+// create_graph=True throws, since the kernels' gradients are not themselves
+// differentiable).
+//
+// Errors (c10::Error, RuntimeError in Python), each message prefixed with the op name:
+// x with no dims, weight not 1-D or its size != x's last dim (or that dim is 0),
+// residual's shape != x's, mismatched dtypes or devices, a dtype the device has no
+// kernel for, a device other than CPU/CUDA, eps negative or not finite.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <tuple>
+
+namespace loom::kernels {
+
+/// y = x * rsqrt(mean(x^2, last dim) + eps) * weight; weight has x.size(-1) elements.
+/// y has x's shape, dtype and device.
+at::Tensor rmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+/// residual_out = x + residual; out = rmsNorm(residual_out, weight, eps).
+/// Returns (out, residual_out), both with x's shape. This is the single-rank case of
+/// the fused AllReduce + RMSNorm (ARCHITECTURE.md §2).
+std::tuple<at::Tensor, at::Tensor> fusedAddRmsNorm(const at::Tensor& x,
+                                                   const at::Tensor& residual,
+                                                   const at::Tensor& weight, double eps);
+
+}  // namespace loom::kernels
