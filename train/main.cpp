@@ -8,6 +8,7 @@
 #include "runtime/config/loader.h"
 #include "runtime/core/error.h"
 #include "runtime/core/logging.h"
+#include "runtime/core/thread_env.h"
 #include "runtime/dist/communicator.h"
 #include "train/stop_signal.h"
 #include "train/trainer.h"
@@ -35,7 +36,7 @@ int runJob(const Args& args) {
                                                 : static_cast<int64_t>(std::thread::hardware_concurrency());
   at::set_num_threads(static_cast<int>(std::max<int64_t>(1, threads)));
   log.info("loom-train ", args.config, ": ", comm->size(), " rank(s) on backend ", comm->backendName(), ", ",
-           at::get_num_threads(), " intra-op threads");
+           at::get_num_threads(), " intra-op threads, ", loom::openMpWaitPolicyDescription());
 
   loom::train::StopSignal stop_signal;
   loom::train::Trainer trainer(
@@ -53,6 +54,7 @@ int runJob(const Args& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  loom::reexecWithPassiveOpenMpWait(argv);
   CLI::App app{"loom-train: train a Llama-style model from a protobuf text config"};
   Args args;
   app.add_option("--config", args.config, "job config (.pbtxt), see docs/config.md")->required();
