@@ -198,6 +198,10 @@ RunSummary Trainer::run(const std::function<bool()>& stop_requested) {
             job.logging.peak_tflops > 0 ? "logging.peak_tflops" : "measured float32 GEMM", "); BLAS ",
             loadedBlasLibraries());
 
+  if (step_ >= total) {
+    log_.info("the run in ", job.train.out_dir, " is already complete (", step_, " of train.steps ", total,
+              " steps): raise train.steps to train further, or set train.out_dir to start a new run");
+  }
   if (step_ == 0 && val_shard_) {
     const double val = validationLoss();
     summary.val_losses.emplace_back(0, val);
