@@ -41,8 +41,7 @@ at::Tensor AttentionImpl::attend(const at::Tensor& q, const at::Tensor& k, const
 #if LOOM_TORCH_HAS_SDPA
   const at::Tensor kx = k.repeat_interleave(group, 2).transpose(1, 2);
   const at::Tensor vx = v.repeat_interleave(group, 2).transpose(1, 2);
-  return at::scaled_dot_product_attention(q.transpose(1, 2), kx, vx, {}, 0.0, /*is_causal=*/true)
-      .transpose(1, 2);
+  return at::scaled_dot_product_attention(q.transpose(1, 2), kx, vx, {}, 0.0, /*is_causal=*/true).transpose(1, 2);
 #else
   // Each KV head serves its `group` query heads in one GEMM: queries are laid out
   // [B, KV, group*T, hd] so the keys need no copy per query head.
@@ -51,11 +50,11 @@ at::Tensor AttentionImpl::attend(const at::Tensor& q, const at::Tensor& k, const
                             .reshape({batch, kv_heads_, group * seq, head_dim_});
   const at::Tensor kt = k.permute({0, 2, 3, 1});  // [B, KV, hd, T]
   const at::Tensor vg = v.permute({0, 2, 1, 3});  // [B, KV, T, hd]
-  const at::Tensor mask =
-      at::full({seq, seq}, -std::numeric_limits<float>::infinity(), q.options()).triu(1);
-  const at::Tensor scores =
-      at::matmul(qg, kt).mul_(1.0 / std::sqrt(static_cast<double>(head_dim_)))
-          .view({batch, kv_heads_, group, seq, seq}) + mask;
+  const at::Tensor mask = at::full({seq, seq}, -std::numeric_limits<float>::infinity(), q.options()).triu(1);
+  const at::Tensor scores = at::matmul(qg, kt)
+                                .mul_(1.0 / std::sqrt(static_cast<double>(head_dim_)))
+                                .view({batch, kv_heads_, group, seq, seq}) +
+                            mask;
   const at::Tensor probs = at::softmax(scores, -1).view({batch, kv_heads_, group * seq, seq});
   return at::matmul(probs, vg)
       .view({batch, kv_heads_, group, seq, head_dim_})

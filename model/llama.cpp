@@ -6,7 +6,9 @@
 
 namespace loom::model {
 
-RmsNormImpl::RmsNormImpl(int64_t dim) { weight = register_parameter("weight", at::ones({dim})); }
+RmsNormImpl::RmsNormImpl(int64_t dim) {
+  weight = register_parameter("weight", at::ones({dim}));
+}
 
 BlockImpl::BlockImpl(const ModelOptions& opts) {
   attn_norm = register_module("attn_norm", RmsNorm(opts.dim));
@@ -15,16 +17,14 @@ BlockImpl::BlockImpl(const ModelOptions& opts) {
   mlp = register_module("mlp", Mlp(opts));
 }
 
-LlamaImpl::LlamaImpl(const ModelOptions& opts)
-    : opts_(opts), rope_(opts.headDim(), opts.max_seq_len, opts.rope_theta) {
+LlamaImpl::LlamaImpl(const ModelOptions& opts) : opts_(opts), rope_(opts.headDim(), opts.max_seq_len, opts.rope_theta) {
   tok_emb = register_module("tok_emb", torch::nn::Embedding(opts.vocab_size, opts.dim));
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < opts.layers; ++i) {
     blocks->push_back(Block(opts));
   }
   norm = register_module("norm", RmsNorm(opts.dim));
-  head = register_module("head",
-                         torch::nn::Linear(torch::nn::LinearOptions(opts.dim, opts.vocab_size).bias(false)));
+  head = register_module("head", torch::nn::Linear(torch::nn::LinearOptions(opts.dim, opts.vocab_size).bias(false)));
 }
 
 // The residual stream is carried between blocks so that every norm after the
@@ -56,8 +56,7 @@ std::vector<std::pair<std::string, at::Tensor>> LlamaImpl::namedParameters() con
 }
 
 at::Tensor crossEntropySum(const at::Tensor& logits, const at::Tensor& targets) {
-  return at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}), {},
-                                at::Reduction::Sum);
+  return at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}), {}, at::Reduction::Sum);
 }
 
 int64_t parameterCount(const ModelOptions& opts) {
@@ -69,8 +68,7 @@ int64_t parameterCount(const ModelOptions& opts) {
 
 double trainingFlopsPerToken(const ModelOptions& opts, int64_t seq_len) {
   const double non_embedding = static_cast<double>(parameterCount(opts) - opts.vocab_size * opts.dim);
-  return 6.0 * non_embedding +
-         12.0 * static_cast<double>(opts.layers * opts.heads * opts.headDim() * seq_len);
+  return 6.0 * non_embedding + 12.0 * static_cast<double>(opts.layers * opts.heads * opts.headDim() * seq_len);
 }
 
 }  // namespace loom::model

@@ -9,8 +9,8 @@
 namespace loom::model {
 
 RotaryEmbedding::RotaryEmbedding(int64_t head_dim, int64_t max_seq_len, double theta) {
-  LOOM_CHECK(head_dim % 2 == 0 && max_seq_len >= 1 && theta > 0, "RoPE: bad head_dim ", head_dim,
-             " / max_seq_len ", max_seq_len, " / theta ", theta);
+  LOOM_CHECK(head_dim % 2 == 0 && max_seq_len >= 1 && theta > 0, "RoPE: bad head_dim ", head_dim, " / max_seq_len ",
+             max_seq_len, " / theta ", theta);
   const int64_t pairs = head_dim / 2;
   const at::Tensor inv_freq =
       at::pow(theta, at::arange(0, pairs, at::kDouble) * (-2.0 / static_cast<double>(head_dim)));
@@ -21,8 +21,8 @@ RotaryEmbedding::RotaryEmbedding(int64_t head_dim, int64_t max_seq_len, double t
 
 at::Tensor RotaryEmbedding::apply(const at::Tensor& x, int64_t start_pos) const {
   const int64_t seq = x.size(1);
-  LOOM_CHECK(start_pos >= 0 && start_pos + seq <= maxSeqLen(), "RoPE: positions [", start_pos, ", ",
-             start_pos + seq, ") exceed model.max_seq_len (", maxSeqLen(), ")");
+  LOOM_CHECK(start_pos >= 0 && start_pos + seq <= maxSeqLen(), "RoPE: positions [", start_pos, ", ", start_pos + seq,
+             ") exceed model.max_seq_len (", maxSeqLen(), ")");
   const int64_t pairs = x.size(3) / 2;
   const at::Tensor cos = cos_.narrow(0, start_pos, seq).view({1, seq, 1, pairs}).to(x.scalar_type());
   const at::Tensor sin = sin_.narrow(0, start_pos, seq).view({1, seq, 1, pairs}).to(x.scalar_type());

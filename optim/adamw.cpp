@@ -19,9 +19,9 @@ struct StepScalars {
   float beta1;
   float beta2;
   float eps;
-  float decay_factor;     // 1 - lr * wd
-  float step_size;        // lr / (1 - beta1^t)
-  float bias2_sqrt;       // sqrt(1 - beta2^t)
+  float decay_factor;  // 1 - lr * wd
+  float step_size;     // lr / (1 - beta1^t)
+  float bias2_sqrt;    // sqrt(1 - beta2^t)
 };
 
 void updateRange(float* p, const float* g, float* m, float* v, int64_t begin, int64_t end, const StepScalars& s) {
@@ -89,8 +89,7 @@ NamedTensors AdamW::stateTensors() const {
 void AdamW::loadState(const NamedTensors& state, int64_t step_count) {
   std::map<std::string, at::Tensor> by_name(state.begin(), state.end());
   LOOM_CHECK_INPUT(by_name.size() == 2 * slots_.size(), "optimizer state holds ", by_name.size(),
-                   " tensors but the model needs ", 2 * slots_.size(),
-                   ": the checkpoint belongs to a different model");
+                   " tensors but the model needs ", 2 * slots_.size(), ": the checkpoint belongs to a different model");
   for (Slot& slot : slots_) {
     for (auto* target : {&slot.exp_avg, &slot.exp_avg_sq}) {
       const std::string name = (target == &slot.exp_avg ? "exp_avg." : "exp_avg_sq.") + slot.name;

@@ -32,15 +32,15 @@ int runJob(const Args& args) {
   loom::JobOptions job = loom::config::loadJobConfig(args.config, args.overrides, comm->size());
   const loom::Logger log(std::cerr, loom::LoggerOptions{comm->rank(), comm->size(), job.logging.level});
 
-  const int64_t threads = job.train.threads > 0 ? job.train.threads
-                                                : static_cast<int64_t>(std::thread::hardware_concurrency());
+  const int64_t threads =
+      job.train.threads > 0 ? job.train.threads : static_cast<int64_t>(std::thread::hardware_concurrency());
   at::set_num_threads(static_cast<int>(std::max<int64_t>(1, threads)));
   log.info("loom-train ", args.config, ": ", comm->size(), " rank(s) on backend ", comm->backendName(), ", ",
            at::get_num_threads(), " intra-op threads, ", loom::openMpWaitPolicyDescription());
 
   loom::train::StopSignal stop_signal;
-  loom::train::Trainer trainer(
-      loom::train::TrainerOptions{job, loom::config::effectiveConfigText(job), args.init_from}, *comm, log);
+  loom::train::Trainer trainer(loom::train::TrainerOptions{job, loom::config::effectiveConfigText(job), args.init_from},
+                               *comm, log);
   const loom::train::RunSummary summary = trainer.run([&] { return stop_signal.requested(); });
   int signal = 0;
   if (stop_signal.requested(&signal)) {

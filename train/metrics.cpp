@@ -35,8 +35,8 @@ std::string progressLine(const StepMetrics& m) {
   char buffer[256];
   std::snprintf(buffer, sizeof(buffer),
                 "step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s | mfu %.1f%%",
-                static_cast<long long>(m.step), static_cast<long long>(m.total_steps), m.loss, m.lr,
-                m.grad_norm, m.step_ms, m.tokens_per_s, 100.0 * m.mfu);
+                static_cast<long long>(m.step), static_cast<long long>(m.total_steps), m.loss, m.lr, m.grad_norm,
+                m.step_ms, m.tokens_per_s, 100.0 * m.mfu);
   std::string line = buffer;
   if (m.val_loss) {
     std::snprintf(buffer, sizeof(buffer), " | val %.4f", *m.val_loss);

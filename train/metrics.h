@@ -14,20 +14,20 @@
 namespace loom::train {
 
 struct StepMetrics {
-  int64_t step = 0;           ///< 1-based number of optimizer steps done
+  int64_t step = 0;  ///< 1-based number of optimizer steps done
   int64_t total_steps = 0;
-  double loss = 0;            ///< mean token cross-entropy of this step's global batch
+  double loss = 0;  ///< mean token cross-entropy of this step's global batch
   double lr = 0;
-  double grad_norm = 0;       ///< global norm before clipping
-  int64_t tokens = 0;         ///< tokens trained on so far, over all ranks
-  double tokens_per_s = 0;    ///< this step's global batch tokens / step time
+  double grad_norm = 0;     ///< global norm before clipping
+  int64_t tokens = 0;       ///< tokens trained on so far, over all ranks
+  double tokens_per_s = 0;  ///< this step's global batch tokens / step time
   double step_ms = 0;
-  double comm_ms = 0;         ///< time collectives were in flight
-  double exposed_comm_ms = 0; ///< time the step waited on collectives
-  double mfu = 0;             ///< fraction in [0, 1]
+  double comm_ms = 0;          ///< time collectives were in flight
+  double exposed_comm_ms = 0;  ///< time the step waited on collectives
+  double mfu = 0;              ///< fraction in [0, 1]
   int world = 1;
-  std::string layout;         ///< e.g. "dp=1"
-  int64_t bytes_tx = 0;       ///< bytes this rank sent so far
+  std::string layout;    ///< e.g. "dp=1"
+  int64_t bytes_tx = 0;  ///< bytes this rank sent so far
   int64_t bytes_rx = 0;
   std::optional<double> val_loss;  ///< present on steps that ran validation
 };

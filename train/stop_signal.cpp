@@ -13,7 +13,9 @@ static_assert(std::atomic<int>::is_always_lock_free, "signal handlers need a loc
 struct sigaction g_previous_int;
 struct sigaction g_previous_term;
 
-extern "C" void onStopSignal(int signal) { g_stop_signal.store(signal, std::memory_order_relaxed); }
+extern "C" void onStopSignal(int signal) {
+  g_stop_signal.store(signal, std::memory_order_relaxed);
+}
 
 }  // namespace
 

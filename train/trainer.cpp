@@ -57,9 +57,8 @@ Trainer::Trainer(TrainerOptions opts, dist::Communicator& comm, const Logger& lo
     val_shard_ = openShard(job.data.val_path, "data.val_path", job.model.vocab_size);
   }
   loader_ = std::make_unique<data::DataLoader>(
-      train_shard_, data::LoaderOptions{job.data.seq_len, job.data.order, job.train.seed, comm_.rank(),
-                                        comm_.size(), job.train.global_batch,
-                                        job.train.microBatchPerRank(comm_.size())});
+      train_shard_, data::LoaderOptions{job.data.seq_len, job.data.order, job.train.seed, comm_.rank(), comm_.size(),
+                                        job.train.global_batch, job.train.microBatchPerRank(comm_.size())});
 
   model_ = model::Llama(job.model);
   model::initializeParameters(*model_, generator_);
@@ -82,9 +81,10 @@ void Trainer::resumeFrom(const std::string& checkpoint_dir) {
   LOOM_CHECK_INPUT(state.seed == train.seed, checkpoint_dir, " was written with train.seed ", state.seed,
                    " but the config says ", train.seed,
                    ": resume with the original seed, or set train.out_dir to a new directory");
-  checkpoint::loadSafetensorsInto(checkpoint::checkpointFile(checkpoint_dir, "model.safetensors"), model_->namedParameters(),
-                      "checkpoint");
-  optimizer_->loadState(checkpoint::readSafetensors(checkpoint::checkpointFile(checkpoint_dir, "optimizer.safetensors")), state.step);
+  checkpoint::loadSafetensorsInto(checkpoint::checkpointFile(checkpoint_dir, "model.safetensors"),
+                                  model_->namedParameters(), "checkpoint");
+  optimizer_->loadState(
+      checkpoint::readSafetensors(checkpoint::checkpointFile(checkpoint_dir, "optimizer.safetensors")), state.step);
   loader_->seek(state.data_cursor);
   generator_.set_state(state.rng_state);
   step_ = state.step;
@@ -93,7 +93,9 @@ void Trainer::resumeFrom(const std::string& checkpoint_dir) {
             opts_.init_from.empty() ? "" : " (--init-from is ignored when resuming)");
 }
 
-std::vector<at::Tensor> Trainer::parameters() const { return model_->parameters(); }
+std::vector<at::Tensor> Trainer::parameters() const {
+  return model_->parameters();
+}
 
 double Trainer::reduceScalar(double value) {
   at::Tensor t = at::full({1}, value, at::kDouble);
@@ -142,9 +144,9 @@ double Trainer::validationLoss() {
   const int64_t seq_len = job.data.seq_len;
   const int64_t micro = job.train.microBatchPerRank(comm_.size());
   // Sequential windows from the start of the shard, split over ranks.
-  const data::DataLoader val_loader(val_shard_, data::LoaderOptions{seq_len, SampleOrder::kSequential,
-                                                                    job.train.seed, comm_.rank(), comm_.size(),
-                                                                    micro * comm_.size(), micro});
+  const data::DataLoader val_loader(
+      val_shard_, data::LoaderOptions{seq_len, SampleOrder::kSequential, job.train.seed, comm_.rank(), comm_.size(),
+                                      micro * comm_.size(), micro});
   c10::NoGradGuard no_grad;
   double loss_sum = 0;
   for (int64_t b = 0; b < job.train.val_batches; ++b) {
@@ -235,8 +237,8 @@ RunSummary Trainer::run(const std::function<bool()>& stop_requested) {
     m.layout = "dp=" + std::to_string(comm_.size());
     m.bytes_tx = comm_.bytesSent();
     m.bytes_rx = comm_.bytesReceived();
-    const bool val_due = val_shard_ && ((job.train.val_every > 0 && step_ % job.train.val_every == 0) ||
-                                        step_ == total);
+    const bool val_due =
+        val_shard_ && ((job.train.val_every > 0 && step_ % job.train.val_every == 0) || step_ == total);
     if (val_due) {
       m.val_loss = validationLoss();
       summary.val_losses.emplace_back(step_, *m.val_loss);

@@ -30,12 +30,12 @@ struct TrainerOptions {
 };
 
 struct RunSummary {
-  int64_t first_step = 0;            ///< step the run started from (0, or a checkpoint's step)
-  int64_t last_step = 0;             ///< steps completed when run() returned
-  bool stopped_early = false;        ///< a stop request ended the run before train.steps
-  std::vector<double> losses;        ///< training loss of every step this run executed
+  int64_t first_step = 0;                              ///< step the run started from (0, or a checkpoint's step)
+  int64_t last_step = 0;                               ///< steps completed when run() returned
+  bool stopped_early = false;                          ///< a stop request ended the run before train.steps
+  std::vector<double> losses;                          ///< training loss of every step this run executed
   std::vector<std::pair<int64_t, double>> val_losses;  ///< (step, loss) of each validation pass
-  std::string final_weights;         ///< path of the exported weights (empty when stopped early)
+  std::string final_weights;                           ///< path of the exported weights (empty when stopped early)
 };
 
 class Trainer {

@@ -10,9 +10,9 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <torch/csrc/autograd/autograd.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
-#include <torch/csrc/autograd/autograd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -70,15 +70,13 @@ std::function<void()> pass(const OpFn& op, const Case& c, bool backward) {
   };
 }
 
-void runCase(const std::string& name, const OpFn& loom_op, const OpFn& reference_op,
-             std::vector<int64_t> shape, at::ScalarType dtype, const BenchOptions& opts) {
+void runCase(const std::string& name, const OpFn& loom_op, const OpFn& reference_op, std::vector<int64_t> shape,
+             at::ScalarType dtype, const BenchOptions& opts) {
   at::manual_seed(0);
   const at::TensorOptions options = at::TensorOptions().dtype(dtype);
   for (bool backward : {false, true}) {
-    const Case c{at::randn(shape, options).requires_grad_(backward),
-                 at::randn(shape, options).requires_grad_(backward),
-                 at::randn({shape.back()}, options).requires_grad_(backward),
-                 at::randn(shape, options)};
+    const Case c{at::randn(shape, options).requires_grad_(backward), at::randn(shape, options).requires_grad_(backward),
+                 at::randn({shape.back()}, options).requires_grad_(backward), at::randn(shape, options)};
     for (int threads : opts.threads) {
       at::set_num_threads(threads);
       const double loom_us = medianMicros(pass(loom_op, c, backward), opts);
@@ -102,20 +100,15 @@ void runCase(const std::string& name, const OpFn& loom_op, const OpFn& reference
 int main(int argc, char** argv) {
   BenchOptions opts;
   CLI::App app{"Times loom's RMSNorm ops against plain-libtorch composites (JSON lines)."};
-  app.add_option("--reps", opts.reps, "timed runs per measurement (median reported)")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--warmup", opts.warmup, "untimed runs before timing")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--threads", opts.threads, "intra-op thread counts to measure")
-      ->check(CLI::PositiveNumber);
+  app.add_option("--reps", opts.reps, "timed runs per measurement (median reported)")->check(CLI::PositiveNumber);
+  app.add_option("--warmup", opts.warmup, "untimed runs before timing")->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", opts.threads, "intra-op thread counts to measure")->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
 
   const OpFn loom_rms = [](const Case& c) {
     return std::vector<at::Tensor>{loom::kernels::rmsNorm(c.x, c.weight, kEps)};
   };
-  const OpFn reference_rms = [](const Case& c) {
-    return std::vector<at::Tensor>{compositeRmsNorm(c.x, c.weight)};
-  };
+  const OpFn reference_rms = [](const Case& c) { return std::vector<at::Tensor>{compositeRmsNorm(c.x, c.weight)}; };
   const OpFn loom_fused = [](const Case& c) {
     auto [out, residual_out] = loom::kernels::fusedAddRmsNorm(c.x, c.residual, c.weight, kEps);
     return std::vector<at::Tensor>{out, residual_out};

@@ -95,9 +95,7 @@ struct GradDotTerm {
   const T* dy;
   const T* w;
   const T* x;
-  LOOM_ALWAYS_INLINE Vec<T> vec(int64_t j) const {
-    return load(dy + j) * load(w + j) * load(x + j);
-  }
+  LOOM_ALWAYS_INLINE Vec<T> vec(int64_t j) const { return load(dy + j) * load(w + j) * load(x + j); }
   LOOM_ALWAYS_INLINE T scalar(int64_t j) const { return dy[j] * w[j] * x[j]; }
 };
 
@@ -155,9 +153,8 @@ struct AccumulateOp {
 };
 
 template <typename T>
-LOOM_ALWAYS_INLINE void forwardRows(const T* x, const T* residual, const T* w, T* y,
-                                    T* residual_out, T* rstd, int64_t begin, int64_t end,
-                                    int64_t cols, double eps) {
+LOOM_ALWAYS_INLINE void forwardRows(const T* x, const T* residual, const T* w, T* y, T* residual_out, T* rstd,
+                                    int64_t begin, int64_t end, int64_t cols, double eps) {
   for (int64_t i = begin; i < end; ++i) {
     const T* src = x + i * cols;
     T sum_sq;
@@ -177,23 +174,22 @@ LOOM_ALWAYS_INLINE void forwardRows(const T* x, const T* residual, const T* w, T
 /// dx for rows [begin, end); dw_partial (nullable, zeroed by the caller) accumulates
 /// the block's rows in row order.
 template <typename T>
-LOOM_ALWAYS_INLINE void backwardRows(const T* dy, const T* dres, const T* x, const T* w,
-                                     const T* rstd, T* dx, T* dw_partial, int64_t begin,
-                                     int64_t end, int64_t cols) {
+LOOM_ALWAYS_INLINE void backwardRows(const T* dy, const T* dres, const T* x, const T* w, const T* rstd, T* dx,
+                                     T* dw_partial, int64_t begin, int64_t end, int64_t cols) {
   for (int64_t i = begin; i < end; ++i) {
     const int64_t offset = i * cols;
     const T r = rstd[i];
     const T dot = reduceSum<T>(cols, GradDotTerm<T>{dy + offset, w, x + offset});
     const T k = r * r * r * dot / static_cast<T>(cols);
-    forEach<T>(cols, BackwardOp<T>{dy + offset, dres != nullptr ? dres + offset : nullptr,
-                                   x + offset, w, dx + offset, dw_partial, r, k});
+    forEach<T>(cols, BackwardOp<T>{dy + offset, dres != nullptr ? dres + offset : nullptr, x + offset, w, dx + offset,
+                                   dw_partial, r, k});
   }
 }
 
 /// dw[c] = sum over b of partials[b * cols + c], b ascending, for c in [begin, end).
 template <typename T>
-LOOM_ALWAYS_INLINE void sumPartials(const T* partials, int64_t blocks, T* dw, int64_t begin,
-                                    int64_t end, int64_t cols) {
+LOOM_ALWAYS_INLINE void sumPartials(const T* partials, int64_t blocks, T* dw, int64_t begin, int64_t end,
+                                    int64_t cols) {
   std::copy(partials + begin, partials + end, dw + begin);
   for (int64_t b = 1; b < blocks; ++b) {
     forEach<T>(end - begin, AccumulateOp<T>{partials + b * cols + begin, dw + begin});
@@ -202,33 +198,32 @@ LOOM_ALWAYS_INLINE void sumPartials(const T* partials, int64_t blocks, T* dw, in
 
 // The multiversioned entry points (see simd.h): one overload per dtype, each a
 // clone target, each calling the force-inlined template so it is compiled per ISA.
-LOOM_CPU_CLONES void forwardRowsIsa(const float* x, const float* residual, const float* w,
-                                    float* y, float* residual_out, float* rstd, int64_t begin,
-                                    int64_t end, int64_t cols, double eps) {
+LOOM_CPU_CLONES void forwardRowsIsa(const float* x, const float* residual, const float* w, float* y,
+                                    float* residual_out, float* rstd, int64_t begin, int64_t end, int64_t cols,
+                                    double eps) {
   forwardRows(x, residual, w, y, residual_out, rstd, begin, end, cols, eps);
 }
-LOOM_CPU_CLONES void forwardRowsIsa(const double* x, const double* residual, const double* w,
-                                    double* y, double* residual_out, double* rstd, int64_t begin,
-                                    int64_t end, int64_t cols, double eps) {
+LOOM_CPU_CLONES void forwardRowsIsa(const double* x, const double* residual, const double* w, double* y,
+                                    double* residual_out, double* rstd, int64_t begin, int64_t end, int64_t cols,
+                                    double eps) {
   forwardRows(x, residual, w, y, residual_out, rstd, begin, end, cols, eps);
 }
-LOOM_CPU_CLONES void backwardRowsIsa(const float* dy, const float* dres, const float* x,
-                                     const float* w, const float* rstd, float* dx,
-                                     float* dw_partial, int64_t begin, int64_t end, int64_t cols) {
-  backwardRows(dy, dres, x, w, rstd, dx, dw_partial, begin, end, cols);
-}
-LOOM_CPU_CLONES void backwardRowsIsa(const double* dy, const double* dres, const double* x,
-                                     const double* w, const double* rstd, double* dx,
-                                     double* dw_partial, int64_t begin, int64_t end,
+LOOM_CPU_CLONES void backwardRowsIsa(const float* dy, const float* dres, const float* x, const float* w,
+                                     const float* rstd, float* dx, float* dw_partial, int64_t begin, int64_t end,
                                      int64_t cols) {
   backwardRows(dy, dres, x, w, rstd, dx, dw_partial, begin, end, cols);
 }
-LOOM_CPU_CLONES void sumPartialsIsa(const float* partials, int64_t blocks, float* dw,
-                                    int64_t begin, int64_t end, int64_t cols) {
+LOOM_CPU_CLONES void backwardRowsIsa(const double* dy, const double* dres, const double* x, const double* w,
+                                     const double* rstd, double* dx, double* dw_partial, int64_t begin, int64_t end,
+                                     int64_t cols) {
+  backwardRows(dy, dres, x, w, rstd, dx, dw_partial, begin, end, cols);
+}
+LOOM_CPU_CLONES void sumPartialsIsa(const float* partials, int64_t blocks, float* dw, int64_t begin, int64_t end,
+                                    int64_t cols) {
   sumPartials(partials, blocks, dw, begin, end, cols);
 }
-LOOM_CPU_CLONES void sumPartialsIsa(const double* partials, int64_t blocks, double* dw,
-                                    int64_t begin, int64_t end, int64_t cols) {
+LOOM_CPU_CLONES void sumPartialsIsa(const double* partials, int64_t blocks, double* dw, int64_t begin, int64_t end,
+                                    int64_t cols) {
   sumPartials(partials, blocks, dw, begin, end, cols);
 }
 
@@ -239,24 +234,23 @@ int64_t grainRows(int64_t cols, int64_t rows_per_item = 1) {
 }
 
 template <typename T>
-void forwardImpl(const T* x, const T* residual, const T* w, T* y, T* residual_out, T* rstd,
-                 int64_t rows, int64_t cols, double eps) {
+void forwardImpl(const T* x, const T* residual, const T* w, T* y, T* residual_out, T* rstd, int64_t rows, int64_t cols,
+                 double eps) {
   at::parallel_for(0, rows, grainRows(cols), [&](int64_t begin, int64_t end) {
     forwardRowsIsa(x, residual, w, y, residual_out, rstd, begin, end, cols, eps);
   });
 }
 
 template <typename T>
-void backwardImpl(const T* dy, const T* dres, const T* x, const T* w, const T* rstd, T* dx,
-                  T* dw, int64_t rows, int64_t cols) {
-  const int64_t rows_per_block =
-      std::max(kMinRowsPerBlock, (rows + kMaxRowBlocks - 1) / kMaxRowBlocks);
+void backwardImpl(const T* dy, const T* dres, const T* x, const T* w, const T* rstd, T* dx, T* dw, int64_t rows,
+                  int64_t cols) {
+  const int64_t rows_per_block = std::max(kMinRowsPerBlock, (rows + kMaxRowBlocks - 1) / kMaxRowBlocks);
   const int64_t blocks = (rows + rows_per_block - 1) / rows_per_block;
   std::vector<T> partials(dw != nullptr ? blocks * cols : 0, T(0));
   at::parallel_for(0, blocks, grainRows(cols, rows_per_block), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
-      backwardRowsIsa(dy, dres, x, w, rstd, dx, dw != nullptr ? &partials[b * cols] : nullptr,
-                      b * rows_per_block, std::min(rows, (b + 1) * rows_per_block), cols);
+      backwardRowsIsa(dy, dres, x, w, rstd, dx, dw != nullptr ? &partials[b * cols] : nullptr, b * rows_per_block,
+                      std::min(rows, (b + 1) * rows_per_block), cols);
     }
   });
   if (dw == nullptr) {
@@ -267,46 +261,39 @@ void backwardImpl(const T* dy, const T* dres, const T* x, const T* w, const T* r
     return;
   }
   at::parallel_for(0, cols, std::max<int64_t>(1, kMinElementsPerTask / blocks),
-                   [&](int64_t begin, int64_t end) {
-                     sumPartialsIsa(partials.data(), blocks, dw, begin, end, cols);
-                   });
+                   [&](int64_t begin, int64_t end) { sumPartialsIsa(partials.data(), blocks, dw, begin, end, cols); });
 }
 
 }  // namespace
 
 template <typename T>
-void rmsNormForward(const T* x, const T* weight, T* y, T* rstd, int64_t rows, int64_t cols,
-                    double eps) {
+void rmsNormForward(const T* x, const T* weight, T* y, T* rstd, int64_t rows, int64_t cols, double eps) {
   forwardImpl<T>(x, nullptr, weight, y, nullptr, rstd, rows, cols, eps);
 }
 
 template <typename T>
-void rmsNormBackward(const T* dy, const T* x, const T* weight, const T* rstd, T* dx,
-                     T* dweight, int64_t rows, int64_t cols) {
+void rmsNormBackward(const T* dy, const T* x, const T* weight, const T* rstd, T* dx, T* dweight, int64_t rows,
+                     int64_t cols) {
   backwardImpl<T>(dy, nullptr, x, weight, rstd, dx, dweight, rows, cols);
 }
 
 template <typename T>
-void fusedAddRmsNormForward(const T* x, const T* residual, const T* weight, T* y,
-                            T* residual_out, T* rstd, int64_t rows, int64_t cols, double eps) {
+void fusedAddRmsNormForward(const T* x, const T* residual, const T* weight, T* y, T* residual_out, T* rstd,
+                            int64_t rows, int64_t cols, double eps) {
   forwardImpl<T>(x, residual, weight, y, residual_out, rstd, rows, cols, eps);
 }
 
 template <typename T>
-void fusedAddRmsNormBackward(const T* dy, const T* dresidual_out, const T* residual_out,
-                             const T* weight, const T* rstd, T* dx, T* dweight, int64_t rows,
-                             int64_t cols) {
+void fusedAddRmsNormBackward(const T* dy, const T* dresidual_out, const T* residual_out, const T* weight, const T* rstd,
+                             T* dx, T* dweight, int64_t rows, int64_t cols) {
   backwardImpl<T>(dy, dresidual_out, residual_out, weight, rstd, dx, dweight, rows, cols);
 }
 
-#define LOOM_INSTANTIATE_RMS_NORM(T)                                                          \
-  template void rmsNormForward<T>(const T*, const T*, T*, T*, int64_t, int64_t, double);      \
-  template void rmsNormBackward<T>(const T*, const T*, const T*, const T*, T*, T*, int64_t,   \
-                                   int64_t);                                                  \
-  template void fusedAddRmsNormForward<T>(const T*, const T*, const T*, T*, T*, T*, int64_t,  \
-                                          int64_t, double);                                   \
-  template void fusedAddRmsNormBackward<T>(const T*, const T*, const T*, const T*, const T*,  \
-                                           T*, T*, int64_t, int64_t);
+#define LOOM_INSTANTIATE_RMS_NORM(T)                                                                           \
+  template void rmsNormForward<T>(const T*, const T*, T*, T*, int64_t, int64_t, double);                       \
+  template void rmsNormBackward<T>(const T*, const T*, const T*, const T*, T*, T*, int64_t, int64_t);          \
+  template void fusedAddRmsNormForward<T>(const T*, const T*, const T*, T*, T*, T*, int64_t, int64_t, double); \
+  template void fusedAddRmsNormBackward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, int64_t, int64_t);
 LOOM_INSTANTIATE_RMS_NORM(float)
 LOOM_INSTANTIATE_RMS_NORM(double)
 #undef LOOM_INSTANTIATE_RMS_NORM

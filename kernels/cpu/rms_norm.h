@@ -35,26 +35,24 @@ namespace loom::kernels::cpu {
 
 /// y = rmsNorm(x) * weight; rstd[i] = r of row i.
 template <typename T>
-void rmsNormForward(const T* x, const T* weight, T* y, T* rstd, int64_t rows, int64_t cols,
-                    double eps);
+void rmsNormForward(const T* x, const T* weight, T* y, T* rstd, int64_t rows, int64_t cols, double eps);
 
 /// Gradients of rmsNormForward for upstream gradient dy. `rstd` is the forward's output.
 /// dweight may be null (weight needs no gradient); otherwise it is overwritten.
 template <typename T>
-void rmsNormBackward(const T* dy, const T* x, const T* weight, const T* rstd, T* dx,
-                     T* dweight, int64_t rows, int64_t cols);
+void rmsNormBackward(const T* dy, const T* x, const T* weight, const T* rstd, T* dx, T* dweight, int64_t rows,
+                     int64_t cols);
 
 /// residual_out = x + residual; y = rmsNorm(residual_out) * weight; rstd as above.
 template <typename T>
-void fusedAddRmsNormForward(const T* x, const T* residual, const T* weight, T* y,
-                            T* residual_out, T* rstd, int64_t rows, int64_t cols, double eps);
+void fusedAddRmsNormForward(const T* x, const T* residual, const T* weight, T* y, T* residual_out, T* rstd,
+                            int64_t rows, int64_t cols, double eps);
 
 /// Gradients of fusedAddRmsNormForward. dresidual_out (the gradient reaching
 /// residual_out from its other consumers) may be null, meaning zero. dx receives the
 /// gradient of both x and residual. dweight may be null, as in rmsNormBackward.
 template <typename T>
-void fusedAddRmsNormBackward(const T* dy, const T* dresidual_out, const T* residual_out,
-                             const T* weight, const T* rstd, T* dx, T* dweight, int64_t rows,
-                             int64_t cols);
+void fusedAddRmsNormBackward(const T* dy, const T* dresidual_out, const T* residual_out, const T* weight, const T* rstd,
+                             T* dx, T* dweight, int64_t rows, int64_t cols);
 
 }  // namespace loom::kernels::cpu

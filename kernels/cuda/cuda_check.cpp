@@ -8,9 +8,9 @@
 namespace loom::kernels::cuda {
 
 void throwCudaError(cudaError_t status, const char* expr, const char* file, int line) {
-  throw c10::Error({"LOOM_CUDA_CHECK", file, static_cast<uint32_t>(line)},
-                   c10::str(file, ":", line, ": ", expr, " failed: ", cudaGetErrorName(status),
-                            ": ", cudaGetErrorString(status)));
+  throw c10::Error(
+      {"LOOM_CUDA_CHECK", file, static_cast<uint32_t>(line)},
+      c10::str(file, ":", line, ": ", expr, " failed: ", cudaGetErrorName(status), ": ", cudaGetErrorString(status)));
 }
 
 }  // namespace loom::kernels::cuda

@@ -15,10 +15,10 @@ namespace loom::kernels::cuda {
 
 /// Evaluates `expr` (a cudaError_t) once and throws c10::Error unless it is cudaSuccess.
 /// After a kernel launch use LOOM_CUDA_CHECK(cudaGetLastError()).
-#define LOOM_CUDA_CHECK(expr)                                                           \
-  do {                                                                                  \
-    const cudaError_t loom_cuda_status = (expr);                                        \
-    if (loom_cuda_status != cudaSuccess) {                                              \
+#define LOOM_CUDA_CHECK(expr)                                                             \
+  do {                                                                                    \
+    const cudaError_t loom_cuda_status = (expr);                                          \
+    if (loom_cuda_status != cudaSuccess) {                                                \
       ::loom::kernels::cuda::throwCudaError(loom_cuda_status, #expr, __FILE__, __LINE__); \
-    }                                                                                   \
+    }                                                                                     \
   } while (false)

@@ -24,7 +24,9 @@ int64_t rowsPerChunk(int64_t rows) {
   return std::max(kMinRowsPerChunk, (rows + kMaxChunks - 1) / kMaxChunks);
 }
 
-int64_t chunkCount(int64_t rows) { return (rows + rowsPerChunk(rows) - 1) / rowsPerChunk(rows); }
+int64_t chunkCount(int64_t rows) {
+  return (rows + rowsPerChunk(rows) - 1) / rowsPerChunk(rows);
+}
 
 __device__ float warpSum(float value) {
   for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
@@ -52,9 +54,8 @@ __device__ float blockSum(float value, float* shared /* [kWarpSize] */) {
 /// One block per row. residual == nullptr: plain RMSNorm of x; otherwise the row is
 /// x + residual, written to residual_out (and read back by the thread that wrote it).
 __global__ void rmsNormForwardKernel(const float* __restrict__ x, const float* residual,
-                                     const float* __restrict__ weight, float* __restrict__ y,
-                                     float* residual_out, float* __restrict__ rstd,
-                                     int64_t rows, int64_t cols, float eps) {
+                                     const float* __restrict__ weight, float* __restrict__ y, float* residual_out,
+                                     float* __restrict__ rstd, int64_t rows, int64_t cols, float eps) {
   __shared__ float shared[kWarpSize];
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     const int64_t offset = row * cols;
@@ -84,12 +85,10 @@ __global__ void rmsNormForwardKernel(const float* __restrict__ x, const float* r
 }
 
 /// One block per row: dx = r * dy * w - x * (r^3 * sum(dy * w * x) / n) (+ dres).
-__global__ void rmsNormBackwardDxKernel(const float* __restrict__ dy,
-                                        const float* __restrict__ dres,
-                                        const float* __restrict__ x,
-                                        const float* __restrict__ weight,
-                                        const float* __restrict__ rstd, float* __restrict__ dx,
-                                        int64_t rows, int64_t cols) {
+__global__ void rmsNormBackwardDxKernel(const float* __restrict__ dy, const float* __restrict__ dres,
+                                        const float* __restrict__ x, const float* __restrict__ weight,
+                                        const float* __restrict__ rstd, float* __restrict__ dx, int64_t rows,
+                                        int64_t cols) {
   __shared__ float shared[kWarpSize];
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     const int64_t offset = row * cols;
@@ -113,10 +112,8 @@ __global__ void rmsNormBackwardDxKernel(const float* __restrict__ dy,
 /// grid (ceil(cols / kWarpSize), chunks), block (kWarpSize, kRowLanes): partial[chunk][c] =
 /// sum over the chunk's rows of dy * (x * rstd); lanes stride rows, then lane 0 adds the
 /// lanes in order. Consecutive threads read consecutive columns (coalesced).
-__global__ void rmsNormDweightPartialKernel(const float* __restrict__ dy,
-                                            const float* __restrict__ x,
-                                            const float* __restrict__ rstd,
-                                            float* __restrict__ partial, int64_t rows,
+__global__ void rmsNormDweightPartialKernel(const float* __restrict__ dy, const float* __restrict__ x,
+                                            const float* __restrict__ rstd, float* __restrict__ partial, int64_t rows,
                                             int64_t cols, int64_t rows_per_chunk) {
   __shared__ float lanes[kRowLanes][kWarpSize];
   const int64_t col = static_cast<int64_t>(blockIdx.x) * kWarpSize + threadIdx.x;
@@ -140,8 +137,8 @@ __global__ void rmsNormDweightPartialKernel(const float* __restrict__ dy,
 }
 
 /// dweight[c] = sum over chunks (ascending) of partial[chunk][c].
-__global__ void rmsNormDweightSumKernel(const float* __restrict__ partial, int64_t chunks,
-                                        float* __restrict__ dweight, int64_t cols) {
+__global__ void rmsNormDweightSumKernel(const float* __restrict__ partial, int64_t chunks, float* __restrict__ dweight,
+                                        int64_t cols) {
   const int64_t col = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (col >= cols) {
     return;
@@ -159,25 +156,25 @@ int threadsPerRow(int64_t cols) {
   return static_cast<int>(std::min<int64_t>(kMaxThreadsPerRow, warps * kWarpSize));
 }
 
-unsigned rowBlocks(int64_t rows) { return static_cast<unsigned>(std::min(rows, kMaxRowBlocks)); }
+unsigned rowBlocks(int64_t rows) {
+  return static_cast<unsigned>(std::min(rows, kMaxRowBlocks));
+}
 
-void launchForward(const float* x, const float* residual, const float* weight, float* y,
-                   float* residual_out, float* rstd, int64_t rows, int64_t cols, double eps,
-                   cudaStream_t stream) {
+void launchForward(const float* x, const float* residual, const float* weight, float* y, float* residual_out,
+                   float* rstd, int64_t rows, int64_t cols, double eps, cudaStream_t stream) {
   if (rows == 0) {
     return;
   }
-  rmsNormForwardKernel<<<rowBlocks(rows), threadsPerRow(cols), 0, stream>>>(
-      x, residual, weight, y, residual_out, rstd, rows, cols, static_cast<float>(eps));
+  rmsNormForwardKernel<<<rowBlocks(rows), threadsPerRow(cols), 0, stream>>>(x, residual, weight, y, residual_out, rstd,
+                                                                            rows, cols, static_cast<float>(eps));
   LOOM_CUDA_CHECK(cudaGetLastError());
 }
 
-void launchBackward(const float* dy, const float* dres, const float* x, const float* weight,
-                    const float* rstd, float* dx, float* dweight, void* workspace, int64_t rows,
-                    int64_t cols, cudaStream_t stream) {
+void launchBackward(const float* dy, const float* dres, const float* x, const float* weight, const float* rstd,
+                    float* dx, float* dweight, void* workspace, int64_t rows, int64_t cols, cudaStream_t stream) {
   if (rows > 0) {
-    rmsNormBackwardDxKernel<<<rowBlocks(rows), threadsPerRow(cols), 0, stream>>>(
-        dy, dres, x, weight, rstd, dx, rows, cols);
+    rmsNormBackwardDxKernel<<<rowBlocks(rows), threadsPerRow(cols), 0, stream>>>(dy, dres, x, weight, rstd, dx, rows,
+                                                                                 cols);
     LOOM_CUDA_CHECK(cudaGetLastError());
   }
   if (dweight == nullptr) {
@@ -190,13 +187,12 @@ void launchBackward(const float* dy, const float* dres, const float* x, const fl
   auto* partial = static_cast<float*>(workspace);
   const int64_t chunks = chunkCount(rows);
   const unsigned col_blocks = static_cast<unsigned>((cols + kWarpSize - 1) / kWarpSize);
-  rmsNormDweightPartialKernel<<<dim3(col_blocks, static_cast<unsigned>(chunks)),
-                                dim3(kWarpSize, kRowLanes), 0, stream>>>(
-      dy, x, rstd, partial, rows, cols, rowsPerChunk(rows));
+  rmsNormDweightPartialKernel<<<dim3(col_blocks, static_cast<unsigned>(chunks)), dim3(kWarpSize, kRowLanes), 0,
+                                stream>>>(dy, x, rstd, partial, rows, cols, rowsPerChunk(rows));
   LOOM_CUDA_CHECK(cudaGetLastError());
   constexpr int kSumThreads = 256;
-  rmsNormDweightSumKernel<<<static_cast<unsigned>((cols + kSumThreads - 1) / kSumThreads),
-                            kSumThreads, 0, stream>>>(partial, chunks, dweight, cols);
+  rmsNormDweightSumKernel<<<static_cast<unsigned>((cols + kSumThreads - 1) / kSumThreads), kSumThreads, 0, stream>>>(
+      partial, chunks, dweight, cols);
   LOOM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -206,29 +202,25 @@ size_t rmsNormBackwardWorkspaceBytes(int64_t rows, int64_t cols) {
   return sizeof(float) * static_cast<size_t>(chunkCount(rows) * cols);
 }
 
-void rmsNormForward(const float* x, const float* weight, float* y, float* rstd, int64_t rows,
-                    int64_t cols, double eps, cudaStream_t stream) {
+void rmsNormForward(const float* x, const float* weight, float* y, float* rstd, int64_t rows, int64_t cols, double eps,
+                    cudaStream_t stream) {
   launchForward(x, nullptr, weight, y, nullptr, rstd, rows, cols, eps, stream);
 }
 
-void rmsNormBackward(const float* dy, const float* x, const float* weight, const float* rstd,
-                     float* dx, float* dweight, void* workspace, int64_t rows, int64_t cols,
-                     cudaStream_t stream) {
+void rmsNormBackward(const float* dy, const float* x, const float* weight, const float* rstd, float* dx, float* dweight,
+                     void* workspace, int64_t rows, int64_t cols, cudaStream_t stream) {
   launchBackward(dy, nullptr, x, weight, rstd, dx, dweight, workspace, rows, cols, stream);
 }
 
-void fusedAddRmsNormForward(const float* x, const float* residual, const float* weight, float* y,
-                            float* residual_out, float* rstd, int64_t rows, int64_t cols,
-                            double eps, cudaStream_t stream) {
+void fusedAddRmsNormForward(const float* x, const float* residual, const float* weight, float* y, float* residual_out,
+                            float* rstd, int64_t rows, int64_t cols, double eps, cudaStream_t stream) {
   launchForward(x, residual, weight, y, residual_out, rstd, rows, cols, eps, stream);
 }
 
-void fusedAddRmsNormBackward(const float* dy, const float* dresidual_out,
-                             const float* residual_out, const float* weight, const float* rstd,
-                             float* dx, float* dweight, void* workspace, int64_t rows,
-                             int64_t cols, cudaStream_t stream) {
-  launchBackward(dy, dresidual_out, residual_out, weight, rstd, dx, dweight, workspace, rows,
-                 cols, stream);
+void fusedAddRmsNormBackward(const float* dy, const float* dresidual_out, const float* residual_out,
+                             const float* weight, const float* rstd, float* dx, float* dweight, void* workspace,
+                             int64_t rows, int64_t cols, cudaStream_t stream) {
+  launchBackward(dy, dresidual_out, residual_out, weight, rstd, dx, dweight, workspace, rows, cols, stream);
 }
 
 }  // namespace loom::kernels::cuda

@@ -24,25 +24,22 @@
 
 namespace loom::kernels::cuda {
 
-void rmsNormForward(const float* x, const float* weight, float* y, float* rstd, int64_t rows,
-                    int64_t cols, double eps, cudaStream_t stream);
+void rmsNormForward(const float* x, const float* weight, float* y, float* rstd, int64_t rows, int64_t cols, double eps,
+                    cudaStream_t stream);
 
 /// Bytes of device scratch memory the backward launchers need for (rows, cols).
 size_t rmsNormBackwardWorkspaceBytes(int64_t rows, int64_t cols);
 
 /// dweight may be null (no weight gradient; workspace may then be null too).
-void rmsNormBackward(const float* dy, const float* x, const float* weight, const float* rstd,
-                     float* dx, float* dweight, void* workspace, int64_t rows, int64_t cols,
-                     cudaStream_t stream);
+void rmsNormBackward(const float* dy, const float* x, const float* weight, const float* rstd, float* dx, float* dweight,
+                     void* workspace, int64_t rows, int64_t cols, cudaStream_t stream);
 
-void fusedAddRmsNormForward(const float* x, const float* residual, const float* weight, float* y,
-                            float* residual_out, float* rstd, int64_t rows, int64_t cols,
-                            double eps, cudaStream_t stream);
+void fusedAddRmsNormForward(const float* x, const float* residual, const float* weight, float* y, float* residual_out,
+                            float* rstd, int64_t rows, int64_t cols, double eps, cudaStream_t stream);
 
 /// dresidual_out may be null (zero); dx is the gradient of both x and residual.
-void fusedAddRmsNormBackward(const float* dy, const float* dresidual_out,
-                             const float* residual_out, const float* weight, const float* rstd,
-                             float* dx, float* dweight, void* workspace, int64_t rows,
-                             int64_t cols, cudaStream_t stream);
+void fusedAddRmsNormBackward(const float* dy, const float* dresidual_out, const float* residual_out,
+                             const float* weight, const float* rstd, float* dx, float* dweight, void* workspace,
+                             int64_t rows, int64_t cols, cudaStream_t stream);
 
 }  // namespace loom::kernels::cuda

@@ -12,7 +12,8 @@
 
 TORCH_LIBRARY(loom, m) {
   m.def("rms_norm(Tensor x, Tensor weight, float eps=1e-05) -> Tensor", &loom::kernels::rmsNorm);
-  m.def("fused_add_rms_norm(Tensor x, Tensor residual, Tensor weight, float eps=1e-05) -> "
-        "(Tensor, Tensor)",
-        &loom::kernels::fusedAddRmsNorm);
+  m.def(
+      "fused_add_rms_norm(Tensor x, Tensor residual, Tensor weight, float eps=1e-05) -> "
+      "(Tensor, Tensor)",
+      &loom::kernels::fusedAddRmsNorm);
 }

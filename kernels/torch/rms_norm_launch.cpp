@@ -15,7 +15,9 @@
 namespace loom::kernels::detail {
 namespace {
 
-int64_t rowsOf(const at::Tensor& x) { return x.numel() / x.size(-1); }
+int64_t rowsOf(const at::Tensor& x) {
+  return x.numel() / x.size(-1);
+}
 
 template <typename T>
 T* ptr(const at::Tensor& t) {
@@ -23,22 +25,22 @@ T* ptr(const at::Tensor& t) {
 }
 
 #if LOOM_KERNELS_TORCH_CUDA
-void cudaForward(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
-                 double eps, RmsNormForwardOutputs& out) {
+void cudaForward(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight, double eps,
+                 RmsNormForwardOutputs& out) {
   const c10::cuda::CUDAGuard guard(x.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.device().index()).stream();
   if (residual.defined()) {
-    cuda::fusedAddRmsNormForward(ptr<float>(x), ptr<float>(residual), ptr<float>(weight),
-                                 ptr<float>(out.y), ptr<float>(out.residual_out),
-                                 ptr<float>(out.rstd), rowsOf(x), x.size(-1), eps, stream);
+    cuda::fusedAddRmsNormForward(ptr<float>(x), ptr<float>(residual), ptr<float>(weight), ptr<float>(out.y),
+                                 ptr<float>(out.residual_out), ptr<float>(out.rstd), rowsOf(x), x.size(-1), eps,
+                                 stream);
   } else {
-    cuda::rmsNormForward(ptr<float>(x), ptr<float>(weight), ptr<float>(out.y),
-                         ptr<float>(out.rstd), rowsOf(x), x.size(-1), eps, stream);
+    cuda::rmsNormForward(ptr<float>(x), ptr<float>(weight), ptr<float>(out.y), ptr<float>(out.rstd), rowsOf(x),
+                         x.size(-1), eps, stream);
   }
 }
 
-void cudaBackward(const at::Tensor& dy, const at::Tensor& dres, const at::Tensor& x,
-                  const at::Tensor& weight, const at::Tensor& rstd, RmsNormGradients& grads) {
+void cudaBackward(const at::Tensor& dy, const at::Tensor& dres, const at::Tensor& x, const at::Tensor& weight,
+                  const at::Tensor& rstd, RmsNormGradients& grads) {
   const c10::cuda::CUDAGuard guard(x.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.device().index()).stream();
   const int64_t rows = rowsOf(x);
@@ -50,21 +52,19 @@ void cudaBackward(const at::Tensor& dy, const at::Tensor& dres, const at::Tensor
   }
   void* scratch = workspace.defined() ? workspace.data_ptr() : nullptr;
   if (dres.defined()) {
-    cuda::fusedAddRmsNormBackward(ptr<float>(dy), ptr<float>(dres), ptr<float>(x),
-                                  ptr<float>(weight), ptr<float>(rstd), ptr<float>(grads.dx),
-                                  ptr<float>(grads.dweight), scratch, rows, cols, stream);
+    cuda::fusedAddRmsNormBackward(ptr<float>(dy), ptr<float>(dres), ptr<float>(x), ptr<float>(weight), ptr<float>(rstd),
+                                  ptr<float>(grads.dx), ptr<float>(grads.dweight), scratch, rows, cols, stream);
   } else {
-    cuda::rmsNormBackward(ptr<float>(dy), ptr<float>(x), ptr<float>(weight), ptr<float>(rstd),
-                          ptr<float>(grads.dx), ptr<float>(grads.dweight), scratch, rows, cols,
-                          stream);
+    cuda::rmsNormBackward(ptr<float>(dy), ptr<float>(x), ptr<float>(weight), ptr<float>(rstd), ptr<float>(grads.dx),
+                          ptr<float>(grads.dweight), scratch, rows, cols, stream);
   }
 }
 #endif
 
 }  // namespace
 
-RmsNormForwardOutputs runRmsNormForward(const at::Tensor& x, const at::Tensor& residual,
-                                        const at::Tensor& weight, double eps) {
+RmsNormForwardOutputs runRmsNormForward(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
+                                        double eps) {
   RmsNormForwardOutputs out;
   out.y = at::empty(x.sizes(), x.options());
   out.rstd = at::empty({rowsOf(x)}, x.options());
@@ -80,21 +80,19 @@ RmsNormForwardOutputs runRmsNormForward(const at::Tensor& x, const at::Tensor& r
   TORCH_CHECK(x.is_cpu(), "loom::rms_norm: no kernel for device ", x.device());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "loom::rms_norm", [&] {
     if (residual.defined()) {
-      cpu::fusedAddRmsNormForward<scalar_t>(
-          ptr<scalar_t>(x), ptr<scalar_t>(residual), ptr<scalar_t>(weight), ptr<scalar_t>(out.y),
-          ptr<scalar_t>(out.residual_out), ptr<scalar_t>(out.rstd), rowsOf(x), x.size(-1), eps);
+      cpu::fusedAddRmsNormForward<scalar_t>(ptr<scalar_t>(x), ptr<scalar_t>(residual), ptr<scalar_t>(weight),
+                                            ptr<scalar_t>(out.y), ptr<scalar_t>(out.residual_out),
+                                            ptr<scalar_t>(out.rstd), rowsOf(x), x.size(-1), eps);
     } else {
-      cpu::rmsNormForward<scalar_t>(ptr<scalar_t>(x), ptr<scalar_t>(weight),
-                                    ptr<scalar_t>(out.y), ptr<scalar_t>(out.rstd), rowsOf(x),
-                                    x.size(-1), eps);
+      cpu::rmsNormForward<scalar_t>(ptr<scalar_t>(x), ptr<scalar_t>(weight), ptr<scalar_t>(out.y),
+                                    ptr<scalar_t>(out.rstd), rowsOf(x), x.size(-1), eps);
     }
   });
   return out;
 }
 
-RmsNormGradients runRmsNormBackward(const at::Tensor& dy, const at::Tensor& dresidual_out,
-                                    const at::Tensor& x, const at::Tensor& weight,
-                                    const at::Tensor& rstd, bool need_dweight) {
+RmsNormGradients runRmsNormBackward(const at::Tensor& dy, const at::Tensor& dresidual_out, const at::Tensor& x,
+                                    const at::Tensor& weight, const at::Tensor& rstd, bool need_dweight) {
   RmsNormGradients grads;
   grads.dx = at::empty(x.sizes(), x.options());
   if (need_dweight) {
@@ -109,14 +107,12 @@ RmsNormGradients runRmsNormBackward(const at::Tensor& dy, const at::Tensor& dres
   TORCH_CHECK(x.is_cpu(), "loom::rms_norm: no kernel for device ", x.device());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "loom::rms_norm_backward", [&] {
     if (dresidual_out.defined()) {
-      cpu::fusedAddRmsNormBackward<scalar_t>(
-          ptr<scalar_t>(dy), ptr<scalar_t>(dresidual_out), ptr<scalar_t>(x),
-          ptr<scalar_t>(weight), ptr<scalar_t>(rstd), ptr<scalar_t>(grads.dx),
-          ptr<scalar_t>(grads.dweight), rowsOf(x), x.size(-1));
+      cpu::fusedAddRmsNormBackward<scalar_t>(ptr<scalar_t>(dy), ptr<scalar_t>(dresidual_out), ptr<scalar_t>(x),
+                                             ptr<scalar_t>(weight), ptr<scalar_t>(rstd), ptr<scalar_t>(grads.dx),
+                                             ptr<scalar_t>(grads.dweight), rowsOf(x), x.size(-1));
     } else {
-      cpu::rmsNormBackward<scalar_t>(ptr<scalar_t>(dy), ptr<scalar_t>(x), ptr<scalar_t>(weight),
-                                     ptr<scalar_t>(rstd), ptr<scalar_t>(grads.dx),
-                                     ptr<scalar_t>(grads.dweight), rowsOf(x), x.size(-1));
+      cpu::rmsNormBackward<scalar_t>(ptr<scalar_t>(dy), ptr<scalar_t>(x), ptr<scalar_t>(weight), ptr<scalar_t>(rstd),
+                                     ptr<scalar_t>(grads.dx), ptr<scalar_t>(grads.dweight), rowsOf(x), x.size(-1));
     }
   });
   return grads;

@@ -28,13 +28,12 @@ struct RmsNormGradients {
 /// REQUIRES: x, weight (and residual, if defined) contiguous, on one device, one dtype
 /// with a kernel there, weight.numel() == x.size(-1) >= 1, residual shaped like x.
 /// residual undefined: plain RMSNorm; defined: the fused add.
-RmsNormForwardOutputs runRmsNormForward(const at::Tensor& x, const at::Tensor& residual,
-                                        const at::Tensor& weight, double eps);
+RmsNormForwardOutputs runRmsNormForward(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
+                                        double eps);
 
 /// REQUIRES: as above for x (residual_out for the fused op), weight and rstd from the
 /// forward; dy contiguous and shaped like x; dresidual_out undefined or like dy.
-RmsNormGradients runRmsNormBackward(const at::Tensor& dy, const at::Tensor& dresidual_out,
-                                    const at::Tensor& x, const at::Tensor& weight,
-                                    const at::Tensor& rstd, bool need_dweight);
+RmsNormGradients runRmsNormBackward(const at::Tensor& dy, const at::Tensor& dresidual_out, const at::Tensor& x,
+                                    const at::Tensor& weight, const at::Tensor& rstd, bool need_dweight);
 
 }  // namespace loom::kernels::detail

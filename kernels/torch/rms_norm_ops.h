@@ -29,8 +29,7 @@ at::Tensor rmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps);
 /// residual_out = x + residual; out = rmsNorm(residual_out, weight, eps).
 /// Returns (out, residual_out), both with x's shape. This is the single-rank case of
 /// the fused AllReduce + RMSNorm (ARCHITECTURE.md §2).
-std::tuple<at::Tensor, at::Tensor> fusedAddRmsNorm(const at::Tensor& x,
-                                                   const at::Tensor& residual,
+std::tuple<at::Tensor, at::Tensor> fusedAddRmsNorm(const at::Tensor& x, const at::Tensor& residual,
                                                    const at::Tensor& weight, double eps);
 
 }  // namespace loom::kernels

@@ -19,8 +19,9 @@ namespace {
 void enumViolation(const google::protobuf::FieldDescriptor& field, int number, std::vector<Violation>& violations) {
   const std::string path = c10::str(sectionLabel(*field.containing_type()), ".", field.name());
   const google::protobuf::EnumValueDescriptor* value = field.enum_type()->FindValueByNumber(number);
-  violations.push_back({{path}, c10::str(path, " (", value != nullptr ? value->name() : std::to_string(number),
-                                         ") must be one of ", validEnumNames(*field.enum_type()))});
+  violations.push_back({{path},
+                        c10::str(path, " (", value != nullptr ? value->name() : std::to_string(number),
+                                 ") must be one of ", validEnumNames(*field.enum_type()))});
 }
 
 void copyModel(const ModelConfig& from, ModelOptions& to) {

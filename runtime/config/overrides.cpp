@@ -21,11 +21,17 @@ using google::protobuf::Message;
 class FailureCollector : public google::protobuf::io::ErrorCollector {
  public:
 #if GOOGLE_PROTOBUF_VERSION >= 4022000
-  void RecordError(int, google::protobuf::io::ColumnNumber, absl::string_view) override { failed_ = true; }
+  void RecordError(int, google::protobuf::io::ColumnNumber, absl::string_view) override {
+    failed_ = true;
+  }
 #else
-  void AddError(int, google::protobuf::io::ColumnNumber, const std::string&) override { failed_ = true; }
+  void AddError(int, google::protobuf::io::ColumnNumber, const std::string&) override {
+    failed_ = true;
+  }
 #endif
-  bool failed() const { return failed_; }
+  bool failed() const {
+    return failed_;
+  }
 
  private:
   bool failed_ = false;

@@ -94,7 +94,9 @@ class Collector : public google::protobuf::io::ErrorCollector {
   }
 #endif
 
-  const std::string& errors() const { return errors_; }
+  const std::string& errors() const {
+    return errors_;
+  }
 
  private:
   void add(Position position, std::string message) {

@@ -104,22 +104,22 @@ void checkTrain(const TrainOptions& t, int world_size, Checker& check) {
   check.atLeast("train.micro_batch", t.micro_batch, 1);
   if (t.global_batch >= 1) {
     const bool even_split = t.global_batch % world_size == 0;
-    check.require(even_split, {"train.global_batch"},
-                  c10::str("train.global_batch (", t.global_batch, ") must be divisible by the world size (",
-                           world_size, ")"));
+    check.require(
+        even_split, {"train.global_batch"},
+        c10::str("train.global_batch (", t.global_batch, ") must be divisible by the world size (", world_size, ")"));
     // A micro_batch above the per-rank batch means one pass over the whole
     // per-rank batch, so one config serves every world size that divides it.
     const int64_t per_rank = t.global_batch / world_size;
     if (even_split && t.micro_batch >= 1 && t.micro_batch < per_rank && per_rank % t.micro_batch != 0) {
       const int64_t suggestion = divisorToSuggest(per_rank, t.micro_batch);
       const int64_t accumulation = per_rank / suggestion;
-      check.require(false, {"train.micro_batch", "train.global_batch"},
-                    c10::str("train.micro_batch (", t.micro_batch,
-                             ") must divide the per-rank batch (train.global_batch / world size = ", t.global_batch,
-                             " / ", world_size, " = ", per_rank, "): ", per_rank, " / ", t.micro_batch,
-                             " is not a whole number of accumulation steps; e.g. micro_batch ", suggestion,
-                             " accumulates ", accumulation, accumulation == 1 ? " micro-batch" : " micro-batches",
-                             " per step"));
+      check.require(
+          false, {"train.micro_batch", "train.global_batch"},
+          c10::str("train.micro_batch (", t.micro_batch,
+                   ") must divide the per-rank batch (train.global_batch / world size = ", t.global_batch, " / ",
+                   world_size, " = ", per_rank, "): ", per_rank, " / ", t.micro_batch,
+                   " is not a whole number of accumulation steps; e.g. micro_batch ", suggestion, " accumulates ",
+                   accumulation, accumulation == 1 ? " micro-batch" : " micro-batches", " per step"));
     }
   }
   check.atLeast("train.threads", t.threads, 0);
@@ -153,9 +153,9 @@ std::vector<Violation> findViolations(const JobOptions& options, int world_size)
   checkModel(options.model, options.data, check);
   checkData(options.data, check);
   checkTrain(options.train, world_size, check);
-  check.require(options.parallel.dp == -1 || options.parallel.dp == world_size, {"parallel.dp"},
-                c10::str("parallel.dp (", options.parallel.dp, ") must equal the world size (", world_size,
-                         ") or be -1"));
+  check.require(
+      options.parallel.dp == -1 || options.parallel.dp == world_size, {"parallel.dp"},
+      c10::str("parallel.dp (", options.parallel.dp, ") must equal the world size (", world_size, ") or be -1"));
   checkOptimizer(options.optimizer, check);
   check.atLeast("logging.log_every", options.logging.log_every, 1);
   check.nonNegative("logging.peak_tflops", options.logging.peak_tflops);

@@ -38,8 +38,7 @@ AtomicFileWriter::AtomicFileWriter(std::string path) : path_(std::move(path)) {
     if (fd_ < 0 && err != EEXIST) break;
   }
   LOOM_CHECK_INPUT(fd_ >= 0, "cannot write \"", path_, "\": creating its temporary \"", tmp_path_,
-                   "\" failed: ", describeErrno("open", err),
-                   ". Check that the directory exists and is writable.");
+                   "\" failed: ", describeErrno("open", err), ". Check that the directory exists and is writable.");
 }
 
 AtomicFileWriter::~AtomicFileWriter() {
@@ -67,8 +66,8 @@ void AtomicFileWriter::write(const void* data, size_t size) {
       const int err = errno;
       const std::string tmp = tmp_path_;
       discard();
-      LOOM_THROW(InputError, "cannot write \"", path_, "\" (temporary \"", tmp, "\"): ",
-                 describeErrno("write", err), ". The previous file, if any, is unchanged.");
+      LOOM_THROW(InputError, "cannot write \"", path_, "\" (temporary \"", tmp, "\"): ", describeErrno("write", err),
+                 ". The previous file, if any, is unchanged.");
     }
     bytes += n;
     size -= static_cast<size_t>(n);
@@ -91,8 +90,8 @@ void AtomicFileWriter::commit() {
   if (failed_call != nullptr) {
     const std::string tmp = tmp_path_;
     discard();
-    LOOM_THROW(InputError, "cannot write \"", path_, "\" (temporary \"", tmp, "\"): ",
-               describeErrno(failed_call, err), ". The previous file, if any, is unchanged.");
+    LOOM_THROW(InputError, "cannot write \"", path_, "\" (temporary \"", tmp, "\"): ", describeErrno(failed_call, err),
+               ". The previous file, if any, is unchanged.");
   }
   if (::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
     const int rename_err = errno;

@@ -50,11 +50,11 @@ std::string describeErrno(const std::string& what, int errnum);
   throw error_type({__func__, __FILE__, static_cast<uint32_t>(__LINE__)}, ::c10::str(__VA_ARGS__))
 
 /// Throws InputError with the concatenated message when `cond` is false.
-#define LOOM_CHECK_INPUT(cond, ...)                  \
-  do {                                               \
-    if (C10_UNLIKELY(!(cond))) {                     \
-      LOOM_THROW(::loom::InputError, __VA_ARGS__);   \
-    }                                                \
+#define LOOM_CHECK_INPUT(cond, ...)                \
+  do {                                             \
+    if (C10_UNLIKELY(!(cond))) {                   \
+      LOOM_THROW(::loom::InputError, __VA_ARGS__); \
+    }                                              \
   } while (false)
 
 /// Throws c10::Error (internal) when `cond` is false: an invariant loom itself broke.

@@ -28,8 +28,8 @@ void Logger::write(LogLevel level, const std::string& message) const {
   }
   static constexpr const char* kTags[] = {"D", "I", "W", "E"};
   std::ostringstream line;
-  line << "[rank " << opts_.rank << "/" << opts_.world_size << "] " << kTags[static_cast<int>(level)] << " "
-       << message << "\n";
+  line << "[rank " << opts_.rank << "/" << opts_.world_size << "] " << kTags[static_cast<int>(level)] << " " << message
+       << "\n";
   std::lock_guard<std::mutex> lock(mutex_);
   out_ << line.str() << std::flush;
 }

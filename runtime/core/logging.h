@@ -28,13 +28,21 @@ class Logger {
   explicit Logger(std::ostream& out, const LoggerOptions& opts = {});
 
   template <typename... Args>
-  void debug(const Args&... args) const { write(LogLevel::kDebug, c10::str(args...)); }
+  void debug(const Args&... args) const {
+    write(LogLevel::kDebug, c10::str(args...));
+  }
   template <typename... Args>
-  void info(const Args&... args) const { write(LogLevel::kInfo, c10::str(args...)); }
+  void info(const Args&... args) const {
+    write(LogLevel::kInfo, c10::str(args...));
+  }
   template <typename... Args>
-  void warning(const Args&... args) const { write(LogLevel::kWarning, c10::str(args...)); }
+  void warning(const Args&... args) const {
+    write(LogLevel::kWarning, c10::str(args...));
+  }
   template <typename... Args>
-  void error(const Args&... args) const { write(LogLevel::kError, c10::str(args...)); }
+  void error(const Args&... args) const {
+    write(LogLevel::kError, c10::str(args...));
+  }
 
   /// Writes `text` without prefix or level filter (progress lines, the effective config).
   void raw(const std::string& text) const;

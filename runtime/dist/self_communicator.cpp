@@ -32,6 +32,8 @@ class SelfCommunicator final : public Communicator {
 
 }  // namespace
 
-std::unique_ptr<Communicator> makeSelfCommunicator() { return std::make_unique<SelfCommunicator>(); }
+std::unique_ptr<Communicator> makeSelfCommunicator() {
+  return std::make_unique<SelfCommunicator>();
+}
 
 }  // namespace loom::dist

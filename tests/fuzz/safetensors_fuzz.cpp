@@ -46,8 +46,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::unique_ptr<char[]> prefix(new char[prefix_size]);
   if (prefix_size > 0) std::memcpy(prefix.get(), data, prefix_size);
   try {
-    const SafetensorsHeader header = loom::checkpoint::parseSafetensorsHeader(
-        std::string_view(prefix.get(), prefix_size), size, "fuzz.safetensors");
+    const SafetensorsHeader header =
+        loom::checkpoint::parseSafetensorsHeader(std::string_view(prefix.get(), prefix_size), size, "fuzz.safetensors");
     checkAccepted(header, size);
   } catch (const loom::InputError&) {
   }

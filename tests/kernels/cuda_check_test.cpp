@@ -10,7 +10,9 @@
 namespace loom::kernels::cuda {
 namespace {
 
-TEST(CudaCheckTest, SuccessDoesNotThrow) { EXPECT_NO_THROW(LOOM_CUDA_CHECK(cudaSuccess)); }
+TEST(CudaCheckTest, SuccessDoesNotThrow) {
+  EXPECT_NO_THROW(LOOM_CUDA_CHECK(cudaSuccess));
+}
 
 TEST(CudaCheckTest, FailureThrowsWithFileLineAndCudaMessage) {
   const int line = __LINE__ + 2;
@@ -19,12 +21,9 @@ TEST(CudaCheckTest, FailureThrowsWithFileLineAndCudaMessage) {
     FAIL() << "LOOM_CUDA_CHECK did not throw";
   } catch (const c10::Error& e) {
     const std::string message = e.what_without_backtrace();
-    EXPECT_NE(message.find(std::string("cuda_check_test.cpp:") + std::to_string(line)),
-              std::string::npos)
-        << message;
+    EXPECT_NE(message.find(std::string("cuda_check_test.cpp:") + std::to_string(line)), std::string::npos) << message;
     EXPECT_NE(message.find("cudaErrorInvalidValue"), std::string::npos) << message;
-    EXPECT_NE(message.find(cudaGetErrorString(cudaErrorInvalidValue)), std::string::npos)
-        << message;
+    EXPECT_NE(message.find(cudaGetErrorString(cudaErrorInvalidValue)), std::string::npos) << message;
   }
 }
 

@@ -55,7 +55,9 @@ struct Inputs {
   at::Tensor x, residual, weight, dy, dresidual_out;
 };
 
-at::Tensor leafDouble(const at::Tensor& t) { return t.to(at::kDouble).requires_grad_(); }
+at::Tensor leafDouble(const at::Tensor& t) {
+  return t.to(at::kDouble).requires_grad_();
+}
 
 template <typename T>
 T* data(const at::Tensor& t) {
@@ -68,8 +70,7 @@ void checkRmsNorm(int64_t rows, int64_t cols) {
   const Inputs<T> in(rows, cols);
   at::Tensor y = at::empty_like(in.x);
   at::Tensor rstd = at::empty({rows}, optionsFor<T>());
-  rmsNormForward<T>(data<T>(in.x), data<T>(in.weight), data<T>(y), data<T>(rstd), rows, cols,
-                    kEps);
+  rmsNormForward<T>(data<T>(in.x), data<T>(in.weight), data<T>(y), data<T>(rstd), rows, cols, kEps);
 
   at::Tensor x_ref = leafDouble(in.x);
   at::Tensor w_ref = leafDouble(in.weight);
@@ -81,16 +82,16 @@ void checkRmsNorm(int64_t rows, int64_t cols) {
 
   at::Tensor dx = at::empty_like(in.x);
   at::Tensor dw = at::empty_like(in.weight);
-  rmsNormBackward<T>(data<T>(in.dy), data<T>(in.x), data<T>(in.weight), data<T>(rstd),
-                     data<T>(dx), data<T>(dw), rows, cols);
+  rmsNormBackward<T>(data<T>(in.dy), data<T>(in.x), data<T>(in.weight), data<T>(rstd), data<T>(dx), data<T>(dw), rows,
+                     cols);
   const test::GradientScales scales = test::gradientScales(in.x, in.weight, in.dy, kEps);
   EXPECT_TRUE(allClose(dx, x_ref.grad(), kRtol<T>, kRtol<T> * scales.dx));
   EXPECT_TRUE(allClose(dw, w_ref.grad(), kRtol<T>, kRtol<T> * scales.dweight));
 
   // Without dweight, dx is unchanged.
   at::Tensor dx_only = at::empty_like(in.x);
-  rmsNormBackward<T>(data<T>(in.dy), data<T>(in.x), data<T>(in.weight), data<T>(rstd),
-                     data<T>(dx_only), nullptr, rows, cols);
+  rmsNormBackward<T>(data<T>(in.dy), data<T>(in.x), data<T>(in.weight), data<T>(rstd), data<T>(dx_only), nullptr, rows,
+                     cols);
   EXPECT_TRUE(at::equal(dx_only, dx));
 }
 
@@ -101,26 +102,22 @@ void checkFusedAddRmsNorm(int64_t rows, int64_t cols) {
   at::Tensor y = at::empty_like(in.x);
   at::Tensor residual_out = at::empty_like(in.x);
   at::Tensor rstd = at::empty({rows}, optionsFor<T>());
-  fusedAddRmsNormForward<T>(data<T>(in.x), data<T>(in.residual), data<T>(in.weight), data<T>(y),
-                            data<T>(residual_out), data<T>(rstd), rows, cols, kEps);
+  fusedAddRmsNormForward<T>(data<T>(in.x), data<T>(in.residual), data<T>(in.weight), data<T>(y), data<T>(residual_out),
+                            data<T>(rstd), rows, cols, kEps);
 
   at::Tensor x_ref = leafDouble(in.x);
   at::Tensor r_ref = leafDouble(in.residual);
   at::Tensor w_ref = leafDouble(in.weight);
   auto [y_ref, residual_out_ref] = test::referenceFusedAddRmsNorm(x_ref, r_ref, w_ref, kEps);
-  ((y_ref * in.dy.to(at::kDouble)).sum() +
-   (residual_out_ref * in.dresidual_out.to(at::kDouble)).sum())
-      .backward();
+  ((y_ref * in.dy.to(at::kDouble)).sum() + (residual_out_ref * in.dresidual_out.to(at::kDouble)).sum()).backward();
   EXPECT_TRUE(allClose(y, y_ref, kRtol<T>, 0));
   EXPECT_TRUE(allClose(residual_out, residual_out_ref, kRtol<T>, 0));
 
   at::Tensor dx = at::empty_like(in.x);
   at::Tensor dw = at::empty_like(in.weight);
-  fusedAddRmsNormBackward<T>(data<T>(in.dy), data<T>(in.dresidual_out), data<T>(residual_out),
-                             data<T>(in.weight), data<T>(rstd), data<T>(dx), data<T>(dw), rows,
-                             cols);
-  const test::GradientScales scales =
-      test::gradientScales(residual_out_ref, in.weight, in.dy, kEps);
+  fusedAddRmsNormBackward<T>(data<T>(in.dy), data<T>(in.dresidual_out), data<T>(residual_out), data<T>(in.weight),
+                             data<T>(rstd), data<T>(dx), data<T>(dw), rows, cols);
+  const test::GradientScales scales = test::gradientScales(residual_out_ref, in.weight, in.dy, kEps);
   EXPECT_TRUE(allClose(dx, x_ref.grad(), kRtol<T>, kRtol<T> * scales.dx));
   EXPECT_TRUE(allClose(dx, r_ref.grad(), kRtol<T>, kRtol<T> * scales.dx));
   EXPECT_TRUE(allClose(dw, w_ref.grad(), kRtol<T>, kRtol<T> * scales.dweight));
@@ -128,10 +125,10 @@ void checkFusedAddRmsNorm(int64_t rows, int64_t cols) {
   // A null dresidual_out means zero: dx is then the plain backward at residual_out.
   at::Tensor dx_fused = at::empty_like(in.x);
   at::Tensor dx_plain = at::empty_like(in.x);
-  fusedAddRmsNormBackward<T>(data<T>(in.dy), nullptr, data<T>(residual_out), data<T>(in.weight),
-                             data<T>(rstd), data<T>(dx_fused), nullptr, rows, cols);
-  rmsNormBackward<T>(data<T>(in.dy), data<T>(residual_out), data<T>(in.weight), data<T>(rstd),
-                     data<T>(dx_plain), nullptr, rows, cols);
+  fusedAddRmsNormBackward<T>(data<T>(in.dy), nullptr, data<T>(residual_out), data<T>(in.weight), data<T>(rstd),
+                             data<T>(dx_fused), nullptr, rows, cols);
+  rmsNormBackward<T>(data<T>(in.dy), data<T>(residual_out), data<T>(in.weight), data<T>(rstd), data<T>(dx_plain),
+                     nullptr, rows, cols);
   EXPECT_TRUE(at::equal(dx_fused, dx_plain));
 }
 
@@ -157,10 +154,9 @@ TEST_P(CpuRmsNormTest, FusedDoubleMatchesReference) {
 // unrolled step), one row, one column, long rows, and many rows (several dweight blocks
 // and parallel tasks).
 INSTANTIATE_TEST_SUITE_P(Shapes, CpuRmsNormTest,
-                         ::testing::Values(Shape{1, 1}, Shape{7, 1}, Shape{1, 7}, Shape{3, 8},
-                                           Shape{5, 31}, Shape{5, 33}, Shape{17, 100},
-                                           Shape{64, 128}, Shape{2, 8195}, Shape{2048, 128},
-                                           Shape{1000, 257}),
+                         ::testing::Values(Shape{1, 1}, Shape{7, 1}, Shape{1, 7}, Shape{3, 8}, Shape{5, 31},
+                                           Shape{5, 33}, Shape{17, 100}, Shape{64, 128}, Shape{2, 8195},
+                                           Shape{2048, 128}, Shape{1000, 257}),
                          shapeName);
 
 TEST(CpuRmsNormTest, ZeroRowsWriteZeroWeightGradient) {
@@ -188,22 +184,18 @@ struct AllOutputs {
 AllOutputs runAll(const Inputs<float>& in) {
   const int64_t rows = in.x.size(0);
   const int64_t cols = in.x.size(1);
-  AllOutputs out{at::empty_like(in.x),      at::empty({rows}),   at::empty_like(in.x),
-                 at::empty_like(in.weight), at::empty_like(in.x), at::empty_like(in.x),
-                 at::empty_like(in.x),      at::empty_like(in.weight)};
-  rmsNormForward<float>(data<float>(in.x), data<float>(in.weight), data<float>(out.y),
-                        data<float>(out.rstd), rows, cols, kEps);
-  rmsNormBackward<float>(data<float>(in.dy), data<float>(in.x), data<float>(in.weight),
-                         data<float>(out.rstd), data<float>(out.dx), data<float>(out.dw), rows,
-                         cols);
+  AllOutputs out{at::empty_like(in.x), at::empty({rows}),    at::empty_like(in.x), at::empty_like(in.weight),
+                 at::empty_like(in.x), at::empty_like(in.x), at::empty_like(in.x), at::empty_like(in.weight)};
+  rmsNormForward<float>(data<float>(in.x), data<float>(in.weight), data<float>(out.y), data<float>(out.rstd), rows,
+                        cols, kEps);
+  rmsNormBackward<float>(data<float>(in.dy), data<float>(in.x), data<float>(in.weight), data<float>(out.rstd),
+                         data<float>(out.dx), data<float>(out.dw), rows, cols);
   at::Tensor fused_rstd = at::empty({rows});
-  fusedAddRmsNormForward<float>(data<float>(in.x), data<float>(in.residual),
-                                data<float>(in.weight), data<float>(out.fused_y),
-                                data<float>(out.residual_out), data<float>(fused_rstd), rows, cols,
-                                kEps);
-  fusedAddRmsNormBackward<float>(data<float>(in.dy), data<float>(in.dresidual_out),
-                                 data<float>(out.residual_out), data<float>(in.weight),
-                                 data<float>(fused_rstd), data<float>(out.fused_dx),
+  fusedAddRmsNormForward<float>(data<float>(in.x), data<float>(in.residual), data<float>(in.weight),
+                                data<float>(out.fused_y), data<float>(out.residual_out), data<float>(fused_rstd), rows,
+                                cols, kEps);
+  fusedAddRmsNormBackward<float>(data<float>(in.dy), data<float>(in.dresidual_out), data<float>(out.residual_out),
+                                 data<float>(in.weight), data<float>(fused_rstd), data<float>(out.fused_dx),
                                  data<float>(out.fused_dw), rows, cols);
   return out;
 }

@@ -33,8 +33,7 @@ class DeviceBuffer {
   }
   explicit DeviceBuffer(const at::Tensor& host) : DeviceBuffer(host.numel()) {
     const at::Tensor src = host.contiguous();
-    LOOM_CUDA_CHECK(cudaMemcpy(data_, src.data_ptr<float>(), sizeof(float) * count_,
-                               cudaMemcpyHostToDevice));
+    LOOM_CUDA_CHECK(cudaMemcpy(data_, src.data_ptr<float>(), sizeof(float) * count_, cudaMemcpyHostToDevice));
   }
   ~DeviceBuffer() { cudaFree(data_); }
   DeviceBuffer(const DeviceBuffer&) = delete;
@@ -46,8 +45,7 @@ class DeviceBuffer {
   at::Tensor toHost(at::IntArrayRef sizes) const {
     at::Tensor out = at::empty(sizes, at::kFloat);
     LOOM_CUDA_CHECK(cudaDeviceSynchronize());
-    LOOM_CUDA_CHECK(cudaMemcpy(out.data_ptr<float>(), data_, sizeof(float) * count_,
-                               cudaMemcpyDeviceToHost));
+    LOOM_CUDA_CHECK(cudaMemcpy(out.data_ptr<float>(), data_, sizeof(float) * count_, cudaMemcpyDeviceToHost));
     return out;
   }
 
@@ -62,8 +60,8 @@ class CudaRmsNormTest : public ::testing::Test {
     int count = 0;
     const cudaError_t status = cudaGetDeviceCount(&count);
     if (status != cudaSuccess || count == 0) {
-      GTEST_SKIP() << "no usable CUDA device: cudaGetDeviceCount returned "
-                   << cudaGetErrorName(status) << " with " << count << " devices";
+      GTEST_SKIP() << "no usable CUDA device: cudaGetDeviceCount returned " << cudaGetErrorName(status) << " with "
+                   << count << " devices";
     }
     LOOM_CUDA_CHECK(cudaStreamCreate(&stream_));
   }
@@ -79,33 +77,29 @@ struct KernelResult {
   at::Tensor y, residual_out, rstd, dx, dw;
 };
 
-KernelResult runCpu(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& w,
-                 const at::Tensor& dy, const at::Tensor& dres, bool fused) {
+KernelResult runCpu(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& w, const at::Tensor& dy,
+                    const at::Tensor& dres, bool fused) {
   const int64_t rows = x.size(0);
   const int64_t cols = x.size(1);
-  KernelResult r{at::empty_like(x), at::empty_like(x), at::empty({rows}), at::empty_like(x),
-              at::empty_like(w)};
+  KernelResult r{at::empty_like(x), at::empty_like(x), at::empty({rows}), at::empty_like(x), at::empty_like(w)};
   if (fused) {
-    cpu::fusedAddRmsNormForward<float>(x.data_ptr<float>(), residual.data_ptr<float>(),
-                                       w.data_ptr<float>(), r.y.data_ptr<float>(),
-                                       r.residual_out.data_ptr<float>(), r.rstd.data_ptr<float>(),
-                                       rows, cols, kEps);
-    cpu::fusedAddRmsNormBackward<float>(dy.data_ptr<float>(), dres.data_ptr<float>(),
-                                        r.residual_out.data_ptr<float>(), w.data_ptr<float>(),
-                                        r.rstd.data_ptr<float>(), r.dx.data_ptr<float>(),
+    cpu::fusedAddRmsNormForward<float>(x.data_ptr<float>(), residual.data_ptr<float>(), w.data_ptr<float>(),
+                                       r.y.data_ptr<float>(), r.residual_out.data_ptr<float>(),
+                                       r.rstd.data_ptr<float>(), rows, cols, kEps);
+    cpu::fusedAddRmsNormBackward<float>(dy.data_ptr<float>(), dres.data_ptr<float>(), r.residual_out.data_ptr<float>(),
+                                        w.data_ptr<float>(), r.rstd.data_ptr<float>(), r.dx.data_ptr<float>(),
                                         r.dw.data_ptr<float>(), rows, cols);
   } else {
     cpu::rmsNormForward<float>(x.data_ptr<float>(), w.data_ptr<float>(), r.y.data_ptr<float>(),
                                r.rstd.data_ptr<float>(), rows, cols, kEps);
     cpu::rmsNormBackward<float>(dy.data_ptr<float>(), x.data_ptr<float>(), w.data_ptr<float>(),
-                                r.rstd.data_ptr<float>(), r.dx.data_ptr<float>(),
-                                r.dw.data_ptr<float>(), rows, cols);
+                                r.rstd.data_ptr<float>(), r.dx.data_ptr<float>(), r.dw.data_ptr<float>(), rows, cols);
   }
   return r;
 }
 
-KernelResult runCuda(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& w,
-                  const at::Tensor& dy, const at::Tensor& dres, bool fused, cudaStream_t stream) {
+KernelResult runCuda(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& w, const at::Tensor& dy,
+                     const at::Tensor& dres, bool fused, cudaStream_t stream) {
   const int64_t rows = x.size(0);
   const int64_t cols = x.size(1);
   const DeviceBuffer d_x(x), d_res(residual), d_w(w), d_dy(dy), d_dres(dres);
@@ -114,25 +108,23 @@ KernelResult runCuda(const at::Tensor& x, const at::Tensor& residual, const at::
   const size_t workspace_bytes = cuda::rmsNormBackwardWorkspaceBytes(rows, cols);
   const DeviceBuffer workspace(static_cast<int64_t>(workspace_bytes / sizeof(float)));
   if (fused) {
-    cuda::fusedAddRmsNormForward(d_x.get(), d_res.get(), d_w.get(), d_y.get(), d_res_out.get(),
-                                 d_rstd.get(), rows, cols, kEps, stream);
-    cuda::fusedAddRmsNormBackward(d_dy.get(), d_dres.get(), d_res_out.get(), d_w.get(),
-                                  d_rstd.get(), d_dx.get(), d_dw.get(), workspace.get(), rows,
-                                  cols, stream);
+    cuda::fusedAddRmsNormForward(d_x.get(), d_res.get(), d_w.get(), d_y.get(), d_res_out.get(), d_rstd.get(), rows,
+                                 cols, kEps, stream);
+    cuda::fusedAddRmsNormBackward(d_dy.get(), d_dres.get(), d_res_out.get(), d_w.get(), d_rstd.get(), d_dx.get(),
+                                  d_dw.get(), workspace.get(), rows, cols, stream);
   } else {
-    cuda::rmsNormForward(d_x.get(), d_w.get(), d_y.get(), d_rstd.get(), rows, cols, kEps,
-                         stream);
-    cuda::rmsNormBackward(d_dy.get(), d_x.get(), d_w.get(), d_rstd.get(), d_dx.get(), d_dw.get(),
-                          workspace.get(), rows, cols, stream);
+    cuda::rmsNormForward(d_x.get(), d_w.get(), d_y.get(), d_rstd.get(), rows, cols, kEps, stream);
+    cuda::rmsNormBackward(d_dy.get(), d_x.get(), d_w.get(), d_rstd.get(), d_dx.get(), d_dw.get(), workspace.get(), rows,
+                          cols, stream);
   }
   LOOM_CUDA_CHECK(cudaStreamSynchronize(stream));
-  return {d_y.toHost({rows, cols}), fused ? d_res_out.toHost({rows, cols}) : at::Tensor(),
-          d_rstd.toHost({rows}), d_dx.toHost({rows, cols}), d_dw.toHost({cols})};
+  return {d_y.toHost({rows, cols}), fused ? d_res_out.toHost({rows, cols}) : at::Tensor(), d_rstd.toHost({rows}),
+          d_dx.toHost({rows, cols}), d_dw.toHost({cols})};
 }
 
 TEST_F(CudaRmsNormTest, MatchesCpuKernels) {
-  const std::vector<std::pair<int64_t, int64_t>> shapes = {
-      {1, 1}, {7, 1}, {1, 7}, {5, 33}, {64, 128}, {2048, 128}, {3, 8195}, {4096, 1024}};
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{1, 1},    {7, 1},      {1, 7},    {5, 33},
+                                                           {64, 128}, {2048, 128}, {3, 8195}, {4096, 1024}};
   for (bool fused : {false, true}) {
     for (const auto& [rows, cols] : shapes) {
       SCOPED_TRACE(c10::str(fused ? "fused " : "plain ", rows, "x", cols));
@@ -149,8 +141,7 @@ TEST_F(CudaRmsNormTest, MatchesCpuKernels) {
       if (fused) {
         EXPECT_TRUE(at::equal(gpu.residual_out, cpu.residual_out));
       }
-      const test::GradientScales scales =
-          test::gradientScales(fused ? x + residual : x, w, dy, kEps);
+      const test::GradientScales scales = test::gradientScales(fused ? x + residual : x, w, dy, kEps);
       EXPECT_TRUE(allClose(gpu.dx, cpu.dx, kRtol, kRtol * scales.dx));
       EXPECT_TRUE(allClose(gpu.dw, cpu.dw, kRtol, kRtol * scales.dweight));
     }

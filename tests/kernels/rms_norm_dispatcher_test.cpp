@@ -13,12 +13,11 @@ namespace loom::kernels {
 namespace {
 
 using RmsNormSignature = at::Tensor(const at::Tensor&, const at::Tensor&, double);
-using FusedSignature = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
-                                                          const at::Tensor&, double);
+using FusedSignature = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                                          double);
 
 TEST(RmsNormDispatcherTest, RmsNormThroughDispatcherEqualsDirectCall) {
-  const c10::OperatorHandle op =
-      c10::Dispatcher::singleton().findSchemaOrThrow("loom::rms_norm", "");
+  const c10::OperatorHandle op = c10::Dispatcher::singleton().findSchemaOrThrow("loom::rms_norm", "");
   at::manual_seed(21);
   at::Tensor x = at::randn({3, 4, 40}).requires_grad_();
   at::Tensor w = at::randn({40}).requires_grad_();
@@ -39,8 +38,7 @@ TEST(RmsNormDispatcherTest, RmsNormThroughDispatcherEqualsDirectCall) {
 }
 
 TEST(RmsNormDispatcherTest, FusedThroughDispatcherEqualsDirectCall) {
-  const c10::OperatorHandle op =
-      c10::Dispatcher::singleton().findSchemaOrThrow("loom::fused_add_rms_norm", "");
+  const c10::OperatorHandle op = c10::Dispatcher::singleton().findSchemaOrThrow("loom::fused_add_rms_norm", "");
   at::manual_seed(22);
   at::Tensor x = at::randn({6, 24}, at::kDouble).requires_grad_();
   at::Tensor r = at::randn({6, 24}, at::kDouble).requires_grad_();
@@ -68,8 +66,7 @@ TEST(RmsNormDispatcherTest, FusedThroughDispatcherEqualsDirectCall) {
 
 TEST(RmsNormDispatcherTest, SchemasDefaultEpsTo1e5) {
   for (const char* name : {"loom::rms_norm", "loom::fused_add_rms_norm"}) {
-    const c10::FunctionSchema& schema =
-        c10::Dispatcher::singleton().findSchemaOrThrow(name, "").schema();
+    const c10::FunctionSchema& schema = c10::Dispatcher::singleton().findSchemaOrThrow(name, "").schema();
     const c10::Argument& eps = schema.arguments().back();
     EXPECT_EQ(eps.name(), "eps") << name;
     ASSERT_TRUE(eps.default_value().has_value()) << name;

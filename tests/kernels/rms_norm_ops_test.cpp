@@ -22,13 +22,16 @@ using test::allClose;
 
 constexpr double kEps = 1e-5;
 
-double rtolFor(at::ScalarType dtype) { return dtype == at::kFloat ? 1e-5 : 1e-12; }
+double rtolFor(at::ScalarType dtype) {
+  return dtype == at::kFloat ? 1e-5 : 1e-12;
+}
 
-at::Tensor leafDouble(const at::Tensor& t) { return t.detach().to(at::kDouble).requires_grad_(); }
+at::Tensor leafDouble(const at::Tensor& t) {
+  return t.detach().to(at::kDouble).requires_grad_();
+}
 
 /// A gradient check: atol is rtol times the magnitude of the gradient's terms.
-::testing::AssertionResult gradClose(const at::Tensor& actual, const at::Tensor& expected,
-                                     double rtol, double scale) {
+::testing::AssertionResult gradClose(const at::Tensor& actual, const at::Tensor& expected, double rtol, double scale) {
   return allClose(actual, expected, rtol, rtol * scale);
 }
 
@@ -76,8 +79,7 @@ TEST_P(RmsNormOpsTest, FusedOutputsAndAllGradientsMatchReference) {
   at::Tensor r_ref = leafDouble(residual);
   at::Tensor w_ref = leafDouble(w);
   auto [out_ref, residual_out_ref] = test::referenceFusedAddRmsNorm(x_ref, r_ref, w_ref, kEps);
-  ((out_ref * dy.to(at::kDouble)).sum() + (residual_out_ref * dres.to(at::kDouble)).sum())
-      .backward();
+  ((out_ref * dy.to(at::kDouble)).sum() + (residual_out_ref * dres.to(at::kDouble)).sum()).backward();
   EXPECT_TRUE(allClose(out, out_ref, rtol(), 0));
   EXPECT_TRUE(allClose(residual_out, residual_out_ref, rtol(), 0));
   const test::GradientScales scales = test::gradientScales(residual_out_ref, w, dy, kEps);
@@ -125,9 +127,7 @@ FusedCase fusedGradsUsing(bool use_out, bool use_residual_out) {
     return FusedGrads{x.grad(), r.grad(), w.grad()};
   };
   return {run([](auto& x, auto& r, auto& w) { return fusedAddRmsNorm(x, r, w, kEps); }),
-          run([](auto& x, auto& r, auto& w) {
-            return test::referenceFusedAddRmsNorm(x, r, w, kEps);
-          }),
+          run([](auto& x, auto& r, auto& w) { return test::referenceFusedAddRmsNorm(x, r, w, kEps); }),
           test::gradientScales(x0 + r0, w0, dy, kEps)};
 }
 
@@ -182,8 +182,7 @@ TEST(RmsNormOpsTest, DoubleBackwardIsRefused) {
                           /*create_graph=*/true);
     FAIL() << "create_graph=True did not throw";
   } catch (const c10::Error& e) {
-    EXPECT_NE(std::string(e.what_without_backtrace()).find("loom::rms_norm: double backward"),
-              std::string::npos)
+    EXPECT_NE(std::string(e.what_without_backtrace()).find("loom::rms_norm: double backward"), std::string::npos)
         << e.what_without_backtrace();
   }
 }
@@ -203,19 +202,17 @@ TEST(RmsNormOpsTest, BadInputsNameTheProblem) {
   const at::Tensor w = at::ones({128});
   expectError([&] { rmsNorm(x, at::ones({64}), kEps); },
               "loom::rms_norm: weight has 64 elements but x's last dim is 128");
-  expectError([&] { rmsNorm(x, at::ones({2, 64}), kEps); },
-              "loom::rms_norm: weight must be 1-D, got shape [2, 64]");
-  expectError([&] { rmsNorm(at::randn({}), at::ones({1}), kEps); },
-              "loom::rms_norm: x must have at least one dim");
-  expectError([&] { rmsNorm(at::randn({3, 0}), at::ones({0}), kEps); },
-              "loom::rms_norm: x's last dim is 0");
-  expectError([&] { rmsNorm(x, w.to(at::kDouble), kEps); },
-              "loom::rms_norm: weight has dtype Double but x has Float");
-  expectError([&] { rmsNorm(x.to(at::kInt), w.to(at::kInt), kEps); },
-              "loom::rms_norm: no kernel for dtype Int on cpu");
+  expectError([&] { rmsNorm(x, at::ones({2, 64}), kEps); }, "loom::rms_norm: weight must be 1-D, got shape [2, 64]");
+  expectError([&] { rmsNorm(at::randn({}), at::ones({1}), kEps); }, "loom::rms_norm: x must have at least one dim");
+  expectError([&] { rmsNorm(at::randn({3, 0}), at::ones({0}), kEps); }, "loom::rms_norm: x's last dim is 0");
+  expectError([&] { rmsNorm(x, w.to(at::kDouble), kEps); }, "loom::rms_norm: weight has dtype Double but x has Float");
+  expectError([&] { rmsNorm(x.to(at::kInt), w.to(at::kInt), kEps); }, "loom::rms_norm: no kernel for dtype Int on cpu");
   expectError([&] { rmsNorm(x, w, -1.0); }, "loom::rms_norm: eps must be finite and >= 0, got -1");
-  expectError([&] { fusedAddRmsNorm(x, at::randn({4, 127}), w, kEps); },
-              "loom::fused_add_rms_norm: residual has shape [4, 127] but x has shape [4, 128]");
+  expectError(
+      [&] {
+        fusedAddRmsNorm(x, at::randn({4, 127}), w, kEps);
+      },
+      "loom::fused_add_rms_norm: residual has shape [4, 127] but x has shape [4, 128]");
   expectError([&] { fusedAddRmsNorm(x, x.to(at::kDouble), w, kEps); },
               "loom::fused_add_rms_norm: residual has dtype Double but x has Float");
 }

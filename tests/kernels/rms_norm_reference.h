@@ -13,8 +13,7 @@ namespace loom::test {
 at::Tensor referenceRmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps);
 
 /// (referenceRmsNorm(x + residual), x + residual)
-std::tuple<at::Tensor, at::Tensor> referenceFusedAddRmsNorm(const at::Tensor& x,
-                                                            const at::Tensor& residual,
+std::tuple<at::Tensor, at::Tensor> referenceFusedAddRmsNorm(const at::Tensor& x, const at::Tensor& residual,
                                                             const at::Tensor& weight, double eps);
 
 /// The magnitudes the RMSNorm gradients are formed from, in float64, for tolerances:
@@ -26,7 +25,6 @@ struct GradientScales {
   double dx = 0;
   double dweight = 0;
 };
-GradientScales gradientScales(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& dy,
-                              double eps);
+GradientScales gradientScales(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& dy, double eps);
 
 }  // namespace loom::test

@@ -1,5 +1,5 @@
-#include "model/init.h"
 #include "model/llama.h"
+#include "model/init.h"
 #include "tests/model/reference_llama.h"
 
 #include <ATen/ATen.h>
@@ -118,8 +118,8 @@ TEST(LlamaTest, GradientsMatchTheReference) {
   crossEntropySum(model->forward(tokens), targets).backward();
 
   test::Weights ref = weightsOf(*model, at::kDouble, true);
-  at::cross_entropy_loss(test::referenceLogits(ref, o, tokens).reshape({-1, o.vocab_size}),
-                         targets.reshape({-1}), {}, at::Reduction::Sum)
+  at::cross_entropy_loss(test::referenceLogits(ref, o, tokens).reshape({-1, o.vocab_size}), targets.reshape({-1}), {},
+                         at::Reduction::Sum)
       .backward();
   for (const auto& [name, p] : model->namedParameters()) {
     const at::Tensor expected = ref.at(name).grad();

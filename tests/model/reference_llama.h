@@ -56,8 +56,7 @@ inline at::Tensor referenceLogits(const Weights& w, const ModelOptions& o, const
       const at::Tensor qh = referenceRope(q.narrow(2, h * hd, hd), o.rope_theta);
       const at::Tensor kh = referenceRope(k.narrow(2, kvh * hd, hd), o.rope_theta);
       const at::Tensor vh = v.narrow(2, kvh * hd, hd);
-      const at::Tensor scores =
-          at::matmul(qh, kh.transpose(1, 2)) / std::sqrt(static_cast<double>(hd));
+      const at::Tensor scores = at::matmul(qh, kh.transpose(1, 2)) / std::sqrt(static_cast<double>(hd));
       const at::Tensor masked = scores.masked_fill(future, -std::numeric_limits<double>::infinity());
       heads.push_back(at::matmul(at::softmax(masked, -1), vh));
     }

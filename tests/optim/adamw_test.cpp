@@ -26,10 +26,8 @@ TEST(AdamWTest, MatchesLibtorchAdamWOverSeveralSteps) {
   AdamW ours({{"w", matrix}, {"g", gain}}, opts);
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(std::vector<at::Tensor>{ref_matrix},
-                      std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(1e-3)
-                                                                       .betas({0.9, 0.95})
-                                                                       .eps(1e-8)
-                                                                       .weight_decay(0.1)));
+                      std::make_unique<torch::optim::AdamWOptions>(
+                          torch::optim::AdamWOptions(1e-3).betas({0.9, 0.95}).eps(1e-8).weight_decay(0.1)));
   groups.emplace_back(std::vector<at::Tensor>{ref_gain},
                       std::make_unique<torch::optim::AdamWOptions>(
                           torch::optim::AdamWOptions(1e-3).betas({0.9, 0.95}).eps(1e-8).weight_decay(0.0)));
@@ -100,10 +98,8 @@ TEST(AdamWTest, StateRoundTripContinuesIdentically) {
 TEST(AdamWTest, LoadStateRejectsForeignState) {
   at::Tensor p = at::zeros({3});
   AdamW adam({{"p", p}}, OptimizerOptions{});
-  EXPECT_THROW(adam.loadState({{"exp_avg.q", at::zeros({3})}, {"exp_avg_sq.q", at::zeros({3})}}, 1),
-               c10::ValueError);
-  EXPECT_THROW(adam.loadState({{"exp_avg.p", at::zeros({4})}, {"exp_avg_sq.p", at::zeros({4})}}, 1),
-               c10::ValueError);
+  EXPECT_THROW(adam.loadState({{"exp_avg.q", at::zeros({3})}, {"exp_avg_sq.q", at::zeros({3})}}, 1), c10::ValueError);
+  EXPECT_THROW(adam.loadState({{"exp_avg.p", at::zeros({4})}, {"exp_avg_sq.p", at::zeros({4})}}, 1), c10::ValueError);
 }
 
 TEST(AdamWTest, ParameterWithoutGradientIsUntouched) {

@@ -16,10 +16,10 @@ TEST(LrScheduleTest, WarmupThenCosineToFloor) {
   EXPECT_DOUBLE_EQ(learningRate(o, 0, total), 0.1);
   EXPECT_DOUBLE_EQ(learningRate(o, 4, total), 0.5);
   EXPECT_DOUBLE_EQ(learningRate(o, 9, total), 1.0);
-  EXPECT_DOUBLE_EQ(learningRate(o, 10, total), 1.0);                 // cos(0)
-  EXPECT_NEAR(learningRate(o, 60, total), 0.55, 1e-12);              // half-way: (lr + min) / 2
-  EXPECT_NEAR(learningRate(o, 110, total), 0.1, 1e-12);              // the floor
-  EXPECT_NEAR(learningRate(o, 500, total), 0.1, 1e-12);              // clamped past the end
+  EXPECT_DOUBLE_EQ(learningRate(o, 10, total), 1.0);     // cos(0)
+  EXPECT_NEAR(learningRate(o, 60, total), 0.55, 1e-12);  // half-way: (lr + min) / 2
+  EXPECT_NEAR(learningRate(o, 110, total), 0.1, 1e-12);  // the floor
+  EXPECT_NEAR(learningRate(o, 500, total), 0.1, 1e-12);  // clamped past the end
   const double p = 25.0 / 100.0;
   EXPECT_NEAR(learningRate(o, 35, total), 0.1 + 0.9 * 0.5 * (1 + std::cos(M_PI * p)), 1e-12);
 }

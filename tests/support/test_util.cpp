@@ -29,7 +29,9 @@ TempDir::~TempDir() {
   fs::remove_all(path_, ec);
 }
 
-std::string TempDir::file(const std::string& name) const { return path_ + "/" + name; }
+std::string TempDir::file(const std::string& name) const {
+  return path_ + "/" + name;
+}
 
 CommandResult runCommand(const std::string& command) {
   CommandResult result;
@@ -52,9 +54,13 @@ CommandResult runCommand(const std::string& command) {
   return result;
 }
 
-std::string loomBinary(const std::string& name) { return std::string(LOOM_BINARY_DIR) + "/bin/" + name; }
+std::string loomBinary(const std::string& name) {
+  return std::string(LOOM_BINARY_DIR) + "/bin/" + name;
+}
 
-std::string sourcePath(const std::string& relative) { return std::string(LOOM_SOURCE_DIR) + "/" + relative; }
+std::string sourcePath(const std::string& relative) {
+  return std::string(LOOM_SOURCE_DIR) + "/" + relative;
+}
 
 void writeTextFile(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

@@ -24,8 +24,8 @@ class TempDir {
 };
 
 struct CommandResult {
-  int exit_code = -1;   ///< the process's exit status; 128 + N when killed by signal N
-  std::string output;   ///< stdout and stderr, interleaved
+  int exit_code = -1;  ///< the process's exit status; 128 + N when killed by signal N
+  std::string output;  ///< stdout and stderr, interleaved
 };
 
 /// Runs `command` through /bin/sh and captures its combined output.

@@ -5,8 +5,8 @@
 #include "train/checkpoint/safetensors.h"
 
 #include <ATen/ATen.h>
-#include <nlohmann/json.hpp>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -96,8 +96,8 @@ std::optional<std::string> CheckpointStore::latest() const {
   return found.back().second;
 }
 
-std::string CheckpointStore::save(const NamedTensors& model, const NamedTensors& optimizer,
-                                  const TrainerState& state, const std::string& config_text) const {
+std::string CheckpointStore::save(const NamedTensors& model, const NamedTensors& optimizer, const TrainerState& state,
+                                  const std::string& config_text) const {
   ensureWritableDir(dir_, "checkpoint directory");
   const std::string final_dir = (fs::path(dir_) / stepDirName(state.step)).string();
   const std::string tmp_dir = final_dir + ".tmp-" + std::to_string(::getpid());

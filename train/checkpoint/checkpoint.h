@@ -29,7 +29,7 @@ struct TrainerState {
   int64_t tokens = 0;       ///< tokens trained on so far, over all ranks
   uint64_t seed = 0;
   int world_size = 1;
-  at::Tensor rng_state;     ///< the trainer generator's state (uint8)
+  at::Tensor rng_state;  ///< the trainer generator's state (uint8)
 };
 
 class CheckpointStore {

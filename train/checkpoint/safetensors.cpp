@@ -7,9 +7,9 @@
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/empty.h>
 #include <fcntl.h>
-#include <nlohmann/json.hpp>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <array>
@@ -67,8 +67,8 @@ class InputFile {
     const int err = errno;
     if (!stat_ok || !S_ISREG(info.st_mode)) {
       ::close(fd_);
-      LOOM_THROW(InputError, "cannot read safetensors file \"", path_, "\": ",
-                 stat_ok ? "it is not a regular file" : describeErrno("fstat", err));
+      LOOM_THROW(InputError, "cannot read safetensors file \"", path_,
+                 "\": ", stat_ok ? "it is not a regular file" : describeErrno("fstat", err));
     }
     size_ = static_cast<uint64_t>(info.st_size);
   }

@@ -20,8 +20,16 @@ struct DtypeInfo {
   std::string_view name;
   size_t item_size;
 };
-constexpr std::array<DtypeInfo, 10> kDtypes = {{{"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8},
-                                                {"I32", 4}, {"I16", 2}, {"I8", 1}, {"U8", 1}, {"BOOL", 1}}};
+constexpr std::array<DtypeInfo, 10> kDtypes = {{{"F64", 8},
+                                                {"F32", 4},
+                                                {"F16", 2},
+                                                {"BF16", 2},
+                                                {"I64", 8},
+                                                {"I32", 4},
+                                                {"I16", 2},
+                                                {"I8", 1},
+                                                {"U8", 1},
+                                                {"BOOL", 1}}};
 constexpr std::array<std::string_view, 3> kEntryKeys = {"dtype", "shape", "data_offsets"};
 constexpr size_t kMaxQuotedChars = 120;  // untrusted text quoted in messages is clipped to this
 
@@ -50,7 +58,9 @@ std::string describe(const Json& value) {
   return c10::str("a JSON ", value.type_name(), " of ", value.size(), " elements");
 }
 
-std::string quoted(const std::string& name) { return clip(dumpJson(Json(name))); }
+std::string quoted(const std::string& name) {
+  return clip(dumpJson(Json(name)));
+}
 
 std::string joinQuoted(const std::vector<std::string>& names) {
   std::string out;
@@ -132,8 +142,8 @@ Json parseJson(std::string_view text, const std::string& path) {
     detail = detail.substr(detail.find("] ") == std::string::npos ? 0 : detail.find("] ") + 2);
     const size_t byte = std::max<size_t>(e.byte, 1);
     fail(path, "",
-         c10::str("the JSON header (", text.size(), " bytes at file offset 8) has a syntax error at header byte ",
-                  byte, " (file offset ", 8 + byte - 1, "): ", clip(detail)));
+         c10::str("the JSON header (", text.size(), " bytes at file offset 8) has a syntax error at header byte ", byte,
+                  " (file offset ", 8 + byte - 1, "): ", clip(detail)));
   } catch (const Json::exception& e) {
     fail(path, "", c10::str("the JSON header cannot be parsed: ", clip(e.what())));
   }
@@ -160,8 +170,8 @@ std::map<std::string, std::string> parseMetadata(const Json& value, const std::s
   std::map<std::string, std::string> metadata;
   for (const auto& [key, item] : value.items()) {
     if (!item.is_string()) {
-      fail(path, "", c10::str("\"__metadata__\" key ", quoted(key), " has value ", describe(item),
-                              "; expected a string"));
+      fail(path, "",
+           c10::str("\"__metadata__\" key ", quoted(key), " has value ", describe(item), "; expected a string"));
     }
     metadata.emplace(key, item.get<std::string>());
   }
@@ -170,8 +180,8 @@ std::map<std::string, std::string> parseMetadata(const Json& value, const std::s
 
 void checkEntryKeys(const std::string& name, const Json& value, const std::string& path) {
   if (!value.is_object()) {
-    fail(path, name, c10::str("the entry is ", describe(value),
-                              "; expected an object {\"dtype\", \"shape\", \"data_offsets\"}"));
+    fail(path, name,
+         c10::str("the entry is ", describe(value), "; expected an object {\"dtype\", \"shape\", \"data_offsets\"}"));
   }
   std::vector<std::string> missing;
   std::vector<std::string> extra;
@@ -182,8 +192,9 @@ void checkEntryKeys(const std::string& name, const Json& value, const std::strin
     if (std::find(kEntryKeys.begin(), kEntryKeys.end(), key) == kEntryKeys.end()) extra.push_back(key);
   }
   if (!missing.empty() || !extra.empty()) {
-    fail(path, name, c10::str("the entry has keys missing [", joinQuoted(missing), "] and unexpected [",
-                              joinQuoted(extra), "]; expected exactly \"dtype\", \"shape\", \"data_offsets\""));
+    fail(path, name,
+         c10::str("the entry has keys missing [", joinQuoted(missing), "] and unexpected [", joinQuoted(extra),
+                  "]; expected exactly \"dtype\", \"shape\", \"data_offsets\""));
   }
 }
 
@@ -195,8 +206,9 @@ std::vector<int64_t> parseShape(const std::string& name, const Json& value, cons
   for (size_t i = 0; i < value.size(); ++i) {
     uint64_t dim = 0;
     if (!readCount(value[i], static_cast<uint64_t>(INT64_MAX), &dim)) {
-      fail(path, name, c10::str("\"shape\" ", describe(value), " has dimension ", i, " = ", describe(value[i]),
-                                "; expected an array of non-negative integers (each at most 2^63 - 1)"));
+      fail(path, name,
+           c10::str("\"shape\" ", describe(value), " has dimension ", i, " = ", describe(value[i]),
+                    "; expected an array of non-negative integers (each at most 2^63 - 1)"));
     }
     shape.push_back(static_cast<int64_t>(dim));
   }
@@ -231,13 +243,14 @@ TensorEntry parseEntry(const std::string& name, const Json& value, uint64_t data
   const Json& offsets = value.at("data_offsets");
   if (!offsets.is_array() || offsets.size() != 2 || !readCount(offsets[0], UINT64_MAX, &entry.begin) ||
       !readCount(offsets[1], UINT64_MAX, &entry.end) || entry.begin > entry.end) {
-    fail(path, name, c10::str("\"data_offsets\" is ", describe(offsets),
-                              "; expected two non-negative integers [begin, end] with begin <= end"));
+    fail(path, name,
+         c10::str("\"data_offsets\" is ", describe(offsets),
+                  "; expected two non-negative integers [begin, end] with begin <= end"));
   }
   if (entry.end > data_size) {
     fail(path, name,
-         c10::str("\"data_offsets\" [", entry.begin, ", ", entry.end, "] ends beyond the data buffer of ",
-                  data_size, " bytes"),
+         c10::str("\"data_offsets\" [", entry.begin, ", ", entry.end, "] ends beyond the data buffer of ", data_size,
+                  " bytes"),
          " The file is truncated (an interrupted copy or download?) or corrupt: copy or re-create it.");
   }
   uint64_t numel = 1;
@@ -247,8 +260,8 @@ TensorEntry parseEntry(const std::string& name, const Json& value, uint64_t data
   if (overflow || expected_bytes != entry.end - entry.begin) {
     fail(path, name,
          c10::str("\"data_offsets\" [", entry.begin, ", ", entry.end, "] span ", entry.end - entry.begin,
-                  " bytes, but dtype ", entry.dtype, " with shape ", formatShape(entry.shape), " needs ", numel,
-                  " x ", item_size, " = ", overflow ? std::string("more than 2^64") : std::to_string(expected_bytes),
+                  " bytes, but dtype ", entry.dtype, " with shape ", formatShape(entry.shape), " needs ", numel, " x ",
+                  item_size, " = ", overflow ? std::string("more than 2^64") : std::to_string(expected_bytes),
                   " bytes"));
   }
   return entry;
@@ -308,8 +321,9 @@ SafetensorsHeader parseSafetensorsHeader(std::string_view prefix, uint64_t file_
   LOOM_CHECK(prefix.size() >= 8, "parseSafetensorsHeader needs the first 8 bytes of ", path);
   const uint64_t n = decodeLength(prefix);
   if (n > kMaxSafetensorsHeaderBytes) {
-    fail(path, "", c10::str("the header length field says ", n, " bytes, more than the ", kMaxSafetensorsHeaderBytes,
-                            "-byte (100 MiB) limit"));
+    fail(path, "",
+         c10::str("the header length field says ", n, " bytes, more than the ", kMaxSafetensorsHeaderBytes,
+                  "-byte (100 MiB) limit"));
   }
   if (n > file_size - 8) {
     fail(path, "",
@@ -317,13 +331,14 @@ SafetensorsHeader parseSafetensorsHeader(std::string_view prefix, uint64_t file_
                   " bytes follow it (file size ", file_size, ")"),
          " The file is truncated (an interrupted copy or download?) or not a safetensors file.");
   }
-  LOOM_CHECK(prefix.size() >= 8 + n, "parseSafetensorsHeader needs the first ", 8 + n, " bytes of ", path,
-             ", got ", prefix.size());
+  LOOM_CHECK(prefix.size() >= 8 + n, "parseSafetensorsHeader needs the first ", 8 + n, " bytes of ", path, ", got ",
+             prefix.size());
 
   const Json root = parseJson(prefix.substr(8, n), path);
   if (!root.is_object()) {
-    fail(path, "", c10::str("the JSON header is ", describe(root),
-                            "; expected an object mapping tensor names to {dtype, shape, data_offsets}"));
+    fail(path, "",
+         c10::str("the JSON header is ", describe(root),
+                  "; expected an object mapping tensor names to {dtype, shape, data_offsets}"));
   }
   SafetensorsHeader header;
   header.data_start = 8 + n;

@@ -73,8 +73,8 @@ std::vector<at::Tensor> DataLoader::nextStep() {
 }
 
 void DataLoader::seek(int64_t cursor) {
-  LOOM_CHECK_INPUT(cursor >= 0 && cursor % opts_.global_batch == 0, "cannot resume the data loader at sample ",
-                   cursor, ": it must be a non-negative multiple of train.global_batch (", opts_.global_batch,
+  LOOM_CHECK_INPUT(cursor >= 0 && cursor % opts_.global_batch == 0, "cannot resume the data loader at sample ", cursor,
+                   ": it must be a non-negative multiple of train.global_batch (", opts_.global_batch,
                    "); the checkpoint was written with another global batch");
   cursor_ = cursor;
 }

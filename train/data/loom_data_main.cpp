@@ -86,8 +86,7 @@ int main(int argc, char** argv) {
       "loom-data: turns text files into token shards (one document per file, byte-level tokens), "
       "or validates shards with --check. Format: docs/data.md."};
   Args args;
-  app.add_option("files", args.inputs, "input text files (one document each), or shards with --check")
-      ->required();
+  app.add_option("files", args.inputs, "input text files (one document each), or shards with --check")->required();
   app.add_option("--out-dir", args.out_dir, "directory for <name-train>.bin/.idx and <name-val>.bin/.idx");
   app.add_option("--val-every", args.val_every, "every K-th document goes to the validation shard; 0 = none")
       ->capture_default_str();

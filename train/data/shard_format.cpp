@@ -55,14 +55,13 @@ int64_t parseShardHeader(const std::string& path, const uint8_t* header, size_t 
                    kShardMagic, "; ", kRepairHint);
   LOOM_CHECK_INPUT(version == kShardVersion, path, ": unsupported shard version ", version, " (header[1]), expected ",
                    kShardVersion, " (uint16 tokens); ", kRepairHint);
-  LOOM_CHECK_INPUT(count >= 1, path, ": the header announces ", count,
-                   " tokens (header[2]), expected at least 1; ", kRepairHint);
+  LOOM_CHECK_INPUT(count >= 1, path, ": the header announces ", count, " tokens (header[2]), expected at least 1; ",
+                   kRepairHint);
   const uint64_t expected = kHeaderBytes + 2 * static_cast<uint64_t>(count);
   LOOM_CHECK_INPUT(file_size >= expected, path, ": truncated: the header announces ", count, " tokens (", expected,
                    " bytes) but the file has ", file_size, " bytes; ", kRepairHint);
-  LOOM_CHECK_INPUT(file_size == expected, path, ": size mismatch: the header announces ", count, " tokens (",
-                   expected, " bytes) but the file has ", file_size, " bytes (", file_size - expected,
-                   " extra); ", kRepairHint);
+  LOOM_CHECK_INPUT(file_size == expected, path, ": size mismatch: the header announces ", count, " tokens (", expected,
+                   " bytes) but the file has ", file_size, " bytes (", file_size - expected, " extra); ", kRepairHint);
   return count;
 }
 
@@ -75,22 +74,21 @@ std::vector<int64_t> parseDocumentIndex(const std::string& path, const uint8_t* 
   const int32_t magic = readInt32(bytes);
   const int32_t version = readInt32(bytes + 4);
   const int64_t count = readInt32(bytes + 8);
-  LOOM_CHECK_INPUT(magic == kIndexMagic, path, ": not a document index: header[0] (magic) is ", magic,
-                   ", expected ", kIndexMagic, "; ", kRepairHint);
+  LOOM_CHECK_INPUT(magic == kIndexMagic, path, ": not a document index: header[0] (magic) is ", magic, ", expected ",
+                   kIndexMagic, "; ", kRepairHint);
   LOOM_CHECK_INPUT(version == kIndexVersion, path, ": unsupported document index version ", version,
                    " (header[1]), expected ", kIndexVersion, "; ", kRepairHint);
-  LOOM_CHECK_INPUT(count >= 1, path, ": the header announces ", count,
-                   " documents (header[2]), expected at least 1; ", kRepairHint);
-  const uint64_t expected = kHeaderBytes + 8 * (static_cast<uint64_t>(count) + 1);
-  LOOM_CHECK_INPUT(size == expected, path, ": size mismatch: the header announces ", count, " documents (",
-                   expected, " bytes with ", count + 1, " offsets) but the file has ", size, " bytes; ",
+  LOOM_CHECK_INPUT(count >= 1, path, ": the header announces ", count, " documents (header[2]), expected at least 1; ",
                    kRepairHint);
+  const uint64_t expected = kHeaderBytes + 8 * (static_cast<uint64_t>(count) + 1);
+  LOOM_CHECK_INPUT(size == expected, path, ": size mismatch: the header announces ", count, " documents (", expected,
+                   " bytes with ", count + 1, " offsets) but the file has ", size, " bytes; ", kRepairHint);
   std::vector<int64_t> offsets(static_cast<size_t>(count) + 1);
   for (size_t d = 0; d < offsets.size(); ++d) offsets[d] = readInt64(bytes + kHeaderBytes + 8 * d);
   LOOM_CHECK_INPUT(offsets[0] == 0, path, ": offsets[0] is ", offsets[0], ", expected 0; ", kRepairHint);
   for (size_t d = 1; d < offsets.size(); ++d) {
-    LOOM_CHECK_INPUT(offsets[d] > offsets[d - 1], path, ": offsets are not increasing: offsets[", d, "] = ",
-                     offsets[d], " after offsets[", d - 1, "] = ", offsets[d - 1],
+    LOOM_CHECK_INPUT(offsets[d] > offsets[d - 1], path, ": offsets are not increasing: offsets[", d, "] = ", offsets[d],
+                     " after offsets[", d - 1, "] = ", offsets[d - 1],
                      " (every document holds at least its end-of-document token); ", kRepairHint);
   }
   LOOM_CHECK_INPUT(offsets.back() == token_count, path, ": offsets[", count, "] (end of the last document) is ",

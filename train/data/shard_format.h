@@ -24,13 +24,13 @@
 
 namespace loom::data {
 
-inline constexpr int32_t kShardMagic = 20240520;    // llm.c's token-shard magic
+inline constexpr int32_t kShardMagic = 20240520;  // llm.c's token-shard magic
 inline constexpr int32_t kShardVersion = 1;
 inline constexpr int32_t kIndexMagic = 0x5844494C;  // bytes "LIDX": loom document index
 inline constexpr int32_t kIndexVersion = 1;
 inline constexpr size_t kHeaderInts = 256;
 inline constexpr size_t kHeaderBytes = kHeaderInts * sizeof(int32_t);  // 1024
-inline constexpr int64_t kMaxShardTokens = INT32_MAX;  // header[2] is an int32
+inline constexpr int64_t kMaxShardTokens = INT32_MAX;                  // header[2] is an int32
 /// End-of-document token of loom's byte-level vocabulary (docs/data.md).
 inline constexpr uint16_t kEodToken = 256;
 
@@ -42,8 +42,7 @@ std::string indexPathFor(const std::string& shard_path);
 /// (at least kHeaderBytes are read when present).
 /// Throws InputError: empty file, file shorter than a header, wrong magic,
 /// wrong version, token count < 1, file size != header + 2 * token count.
-int64_t parseShardHeader(const std::string& path, const uint8_t* header, size_t header_size,
-                         uint64_t file_size);
+int64_t parseShardHeader(const std::string& path, const uint8_t* header, size_t header_size, uint64_t file_size);
 
 /// Validates a whole `.idx` file (`bytes`, `size`) against the token count of
 /// its shard and returns the document start offsets (count + 1 entries, the last

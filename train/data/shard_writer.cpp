@@ -55,8 +55,8 @@ class ShardWriter::TempFile {
 
   void renameIntoPlace() {
     LOOM_CHECK(fd_ < 0, "rename before sync of ", tmp_path_);
-    LOOM_CHECK_INPUT(::rename(tmp_path_.c_str(), final_path_.c_str()) == 0, "cannot rename \"", tmp_path_,
-                     "\" to \"", final_path_, "\": ", describeErrno("rename", errno));
+    LOOM_CHECK_INPUT(::rename(tmp_path_.c_str(), final_path_.c_str()) == 0, "cannot rename \"", tmp_path_, "\" to \"",
+                     final_path_, "\": ", describeErrno("rename", errno));
     renamed_ = true;
   }
 
@@ -96,8 +96,8 @@ void ShardWriter::addDocument(const std::vector<uint16_t>& document, const std::
   LOOM_CHECK(bin_ != nullptr, "ShardWriter::addDocument after finish() on ", path_);
   const int64_t total = tokens() + static_cast<int64_t>(document.size()) + 1;
   LOOM_CHECK_INPUT(total <= kMaxShardTokens, path_, ": adding \"", source, "\" (", document.size(),
-                   " tokens + end-of-document) makes ", total, " tokens, more than a shard holds (",
-                   kMaxShardTokens, ", the header's int32 count); split the inputs over several shards");
+                   " tokens + end-of-document) makes ", total, " tokens, more than a shard holds (", kMaxShardTokens,
+                   ", the header's int32 count); split the inputs over several shards");
   for (uint16_t token : document) {
     buffer_.push_back(static_cast<char>(token & 0xFF));
     buffer_.push_back(static_cast<char>(token >> 8));
@@ -125,8 +125,8 @@ void ShardWriter::finish() {
   index.write(index_bytes.data(), index_bytes.size());
   index.sync();
 
-  LOOM_CHECK_INPUT(::unlink(index_path.c_str()) == 0 || errno == ENOENT, "cannot remove the old index \"",
-                   index_path, "\": ", describeErrno("unlink", errno));
+  LOOM_CHECK_INPUT(::unlink(index_path.c_str()) == 0 || errno == ENOENT, "cannot remove the old index \"", index_path,
+                   "\": ", describeErrno("unlink", errno));
   bin_->renameIntoPlace();
   index.renameIntoPlace();
   const std::filesystem::path parent = std::filesystem::path(path_).parent_path();

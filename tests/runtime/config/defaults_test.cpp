@@ -25,8 +25,8 @@ TEST(DefaultsTest, EmptyConfigIsTheDefaultJob) {
   JobOptions expected;
   expected.data.train_path = "t.bin";
   test::expectSameOptions(expected, parseJobConfig("", "empty.pbtxt", {"data.train_path=t.bin"}, 1));
-  test::expectSameOptions(expected, parseJobConfig("# only a comment\nmodel {}\n", "c.pbtxt",
-                                                   {"data.train_path=t.bin"}, 1));
+  test::expectSameOptions(expected,
+                          parseJobConfig("# only a comment\nmodel {}\n", "c.pbtxt", {"data.train_path=t.bin"}, 1));
 }
 
 TEST(DefaultsTest, EmptyConfigNeedsOnlyTheTrainPath) {

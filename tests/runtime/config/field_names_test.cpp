@@ -10,10 +10,10 @@ TEST(FieldNamesTest, EditDistanceCountsEditsAndAdjacentSwaps) {
   EXPECT_EQ(editDistance("", ""), 0u);
   EXPECT_EQ(editDistance("heads", "heads"), 0u);
   EXPECT_EQ(editDistance("", "dim"), 3u);
-  EXPECT_EQ(editDistance("haeds", "heads"), 1u);   // swap
-  EXPECT_EQ(editDistance("head", "heads"), 1u);    // insert
+  EXPECT_EQ(editDistance("haeds", "heads"), 1u);  // swap
+  EXPECT_EQ(editDistance("head", "heads"), 1u);   // insert
   EXPECT_EQ(editDistance("kitten", "sitting"), 3u);
-  EXPECT_EQ(editDistance("ca", "abc"), 3u);        // optimal string alignment, not full Damerau (2)
+  EXPECT_EQ(editDistance("ca", "abc"), 3u);  // optimal string alignment, not full Damerau (2)
 }
 
 TEST(FieldNamesTest, ClosestNameOnlyWhenClose) {

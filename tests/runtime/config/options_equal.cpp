@@ -6,8 +6,7 @@
 
 namespace loom::test {
 
-#define LOOM_EXPECT_FIELD(section, name) \
-  EXPECT_EQ(expected.section.name, actual.section.name) << #section "." #name
+#define LOOM_EXPECT_FIELD(section, name) EXPECT_EQ(expected.section.name, actual.section.name) << #section "." #name
 
 void expectSameOptions(const JobOptions& expected, const JobOptions& actual) {
   LOOM_EXPECT_FIELD(model, vocab_size);

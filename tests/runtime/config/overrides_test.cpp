@@ -1,7 +1,7 @@
 // --set section.field=value: precedence over the file, order, value syntax and
 // every way an override can be wrong.
-#include "runtime/config/loader.h"
 #include "runtime/config/overrides.h"
+#include "runtime/config/loader.h"
 #include "runtime/core/error.h"
 
 #include <gtest/gtest.h>
@@ -42,9 +42,9 @@ TEST(OverridesTest, LastOverrideOfAFieldWins) {
 }
 
 TEST(OverridesTest, ValuesUseTextFormatSyntax) {
-  const JobOptions o = parse({"data.order=SEQUENTIAL", "train.resume=false", "optimizer.lr=1e-3",
-                              "train.seed=18446744073709551615", "logging.level=DEBUG", "model.kv_heads=0x2",
-                              "parallel.dp=-1"});
+  const JobOptions o =
+      parse({"data.order=SEQUENTIAL", "train.resume=false", "optimizer.lr=1e-3", "train.seed=18446744073709551615",
+             "logging.level=DEBUG", "model.kv_heads=0x2", "parallel.dp=-1"});
   EXPECT_EQ(o.data.order, SampleOrder::kSequential);
   EXPECT_FALSE(o.train.resume);
   EXPECT_EQ(o.optimizer.lr, 1e-3);
@@ -86,7 +86,8 @@ TEST(OverridesTest, UnknownSectionSuggestsTheClosest) {
 }
 
 TEST(OverridesTest, MalformedOverrides) {
-  EXPECT_EQ(overrideError({"model.heads"}), "--set model.heads: expected section.field=value (e.g. --set model.heads=8)");
+  EXPECT_EQ(overrideError({"model.heads"}),
+            "--set model.heads: expected section.field=value (e.g. --set model.heads=8)");
   EXPECT_EQ(overrideError({"model..heads=4"}),
             "--set model..heads=4: empty name in \"model..heads\"; expected section.field=value (e.g. --set "
             "model.heads=8)");

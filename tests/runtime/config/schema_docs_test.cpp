@@ -34,8 +34,8 @@ std::vector<FieldInfo> allFields() {
     for (int f = 0; f < section->message_type()->field_count(); ++f) {
       const FieldDescriptor* field = section->message_type()->field(f);
       FieldInfo info{section->name() + "." + field->name(),
-                     field->type() == FieldDescriptor::TYPE_ENUM ? field->enum_type()->name() : field->type_name(),
-                     "", field};
+                     field->type() == FieldDescriptor::TYPE_ENUM ? field->enum_type()->name() : field->type_name(), "",
+                     field};
       google::protobuf::TextFormat::PrintFieldValueToString(values, field, -1, &info.default_text);
       fields.push_back(info);
     }

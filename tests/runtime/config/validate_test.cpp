@@ -59,7 +59,8 @@ TEST(ValidateTest, EachRuleReportsItsFieldAndValue) {
       {"kv_heads divide heads", [](JobOptions& o) { o.model.kv_heads = 3; },
        "model.kv_heads (3) must divide model.heads (4); 0 means one key/value head per query head"},
       {"norm_eps", [](JobOptions& o) { o.model.norm_eps = 0; }, "model.norm_eps (0) must be > 0"},
-      {"rope_theta", [&](JobOptions& o) { o.model.rope_theta = kInf; }, "model.rope_theta (inf) must be a finite number"},
+      {"rope_theta", [&](JobOptions& o) { o.model.rope_theta = kInf; },
+       "model.rope_theta (inf) must be a finite number"},
       {"init_std", [&](JobOptions& o) { o.model.init_std = nan; }, "model.init_std (nan) must be a finite number"},
       {"max_seq_len", [](JobOptions& o) { o.model.max_seq_len = 100; },
        "model.max_seq_len (100) must be >= data.seq_len (128)"},
@@ -83,7 +84,12 @@ TEST(ValidateTest, EachRuleReportsItsFieldAndValue) {
       {"val_batches", [](JobOptions& o) { o.train.val_batches = 0; }, "train.val_batches (0) must be >= 1"},
       {"grad_clip", [](JobOptions& o) { o.train.grad_clip = -0.5; }, "train.grad_clip (-0.5) must be >= 0"},
       {"dp", [](JobOptions& o) { o.parallel.dp = 2; }, "parallel.dp (2) must equal the world size (1) or be -1"},
-      {"lr", [](JobOptions& o) { o.optimizer.lr = 0; o.optimizer.min_lr = 0; }, "optimizer.lr (0) must be > 0"},
+      {"lr",
+       [](JobOptions& o) {
+         o.optimizer.lr = 0;
+         o.optimizer.min_lr = 0;
+       },
+       "optimizer.lr (0) must be > 0"},
       {"min_lr negative", [](JobOptions& o) { o.optimizer.min_lr = -1e-4; }, "optimizer.min_lr (-0.0001) must be >= 0"},
       {"min_lr above lr", [](JobOptions& o) { o.optimizer.min_lr = 0.01; },
        "optimizer.min_lr (0.01) must be <= optimizer.lr (0.003)"},

@@ -94,8 +94,8 @@ TEST(SafetensorsHeaderTest, RejectsAFileShorterThanTheLengthField) {
 TEST(SafetensorsHeaderTest, RejectsALengthPastTheFile) {
   std::string bytes = safetensorsBytes(std::string(100, ' '));
   bytes.resize(50);
-  EXPECT_THAT(errorOf(bytes), AllOf(kNamesFile, HasSubstr("says 100 bytes, but only 42 bytes follow it"),
-                                    HasSubstr("truncated")));
+  EXPECT_THAT(errorOf(bytes),
+              AllOf(kNamesFile, HasSubstr("says 100 bytes, but only 42 bytes follow it"), HasSubstr("truncated")));
 }
 
 TEST(SafetensorsHeaderTest, RejectsALengthAboveTheCapFromTheLengthFieldAlone) {
@@ -106,8 +106,8 @@ TEST(SafetensorsHeaderTest, RejectsALengthAboveTheCapFromTheLengthFieldAlone) {
     parseSafetensorsHeader(first8, 1ull << 30, kPath);  // only 8 bytes are available
     FAIL() << "no InputError";
   } catch (const InputError& e) {
-    EXPECT_THAT(e.what_without_backtrace(), AllOf(kNamesFile, HasSubstr("says 104857601 bytes"),
-                                                  HasSubstr("104857600-byte (100 MiB) limit")));
+    EXPECT_THAT(e.what_without_backtrace(),
+                AllOf(kNamesFile, HasSubstr("says 104857601 bytes"), HasSubstr("104857600-byte (100 MiB) limit")));
   }
 }
 
@@ -171,9 +171,9 @@ TEST(SafetensorsHeaderTest, RejectsMalformedOffsets) {
 }
 
 TEST(SafetensorsHeaderTest, RejectsAnEndBeyondTheDataBuffer) {
-  EXPECT_THAT(errorOfJson("{\"w\":" + entry("F32", "[4]", 0, 16) + "}", 12),
-              AllOf(namesTensor("w"), HasSubstr("[0, 16] ends beyond the data buffer of 12 bytes"),
-                    HasSubstr("truncated")));
+  EXPECT_THAT(
+      errorOfJson("{\"w\":" + entry("F32", "[4]", 0, 16) + "}", 12),
+      AllOf(namesTensor("w"), HasSubstr("[0, 16] ends beyond the data buffer of 12 bytes"), HasSubstr("truncated")));
 }
 
 TEST(SafetensorsHeaderTest, RejectsAByteCountThatDoesNotMatchDtypeAndShape) {

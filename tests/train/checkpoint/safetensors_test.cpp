@@ -7,8 +7,8 @@
 #include <ATen/ATen.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <sys/resource.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <csignal>
@@ -72,10 +72,8 @@ TEST(SafetensorsTest, RoundTripsEveryDtype) {
 
 TEST(SafetensorsTest, RoundTripsScalarsAndZeroSizeTensors) {
   const NamedTensors tensors = {
-      {"scalar", at::scalar_tensor(3.5, at::kFloat)},
-      {"empty_rows", at::empty({0, 4})},
-      {"mid", at::arange(6, at::kLong).reshape({2, 3})},
-      {"empty_cols", at::empty({3, 0}, at::kHalf)},
+      {"scalar", at::scalar_tensor(3.5, at::kFloat)},    {"empty_rows", at::empty({0, 4})},
+      {"mid", at::arange(6, at::kLong).reshape({2, 3})}, {"empty_cols", at::empty({3, 0}, at::kHalf)},
       {"flag", at::scalar_tensor(true, at::kBool)},
   };
   test::TempDir dir;
@@ -133,8 +131,8 @@ TEST(SafetensorsTest, ReadsAHandBuiltFileInDataOrder) {
 
 TEST(SafetensorsTest, WritesAnAlignedSpacePaddedHeaderWithTheExpectedEntries) {
   test::TempDir dir;
-  const NamedTensors tensors = {{"emb", at::zeros({3, 2}, at::kHalf)}, {"scale", at::ones({}, at::kDouble)},
-                                {"ids", at::zeros({5}, at::kInt)}};
+  const NamedTensors tensors = {
+      {"emb", at::zeros({3, 2}, at::kHalf)}, {"scale", at::ones({}, at::kDouble)}, {"ids", at::zeros({5}, at::kInt)}};
   writeSafetensors(dir.file("x.safetensors"), tensors, {{"format", "pt"}});
   const std::string bytes = test::readTextFile(dir.file("x.safetensors"));
   ASSERT_GE(bytes.size(), 8u);
@@ -159,16 +157,26 @@ TEST(SafetensorsTest, WritesAnAlignedSpacePaddedHeaderWithTheExpectedEntries) {
 TEST(SafetensorsTest, RejectsBadNamesAndDtypesBeforeWriting) {
   test::TempDir dir;
   const std::string path = dir.file("bad.safetensors");
-  EXPECT_THAT(inputErrorOf([&] { writeSafetensors(path, {{"a", at::ones({1})}, {"a", at::ones({1})}}); }),
+  EXPECT_THAT(inputErrorOf([&] {
+                writeSafetensors(path, {{"a", at::ones({1})}, {"a", at::ones({1})}});
+              }),
               HasSubstr("tensor name \"a\" appears twice"));
   EXPECT_THAT(inputErrorOf([&] { writeSafetensors(path, {{"", at::ones({1})}}); }), HasSubstr("empty name"));
-  EXPECT_THAT(inputErrorOf([&] { writeSafetensors(path, {{"__metadata__", at::ones({1})}}); }),
+  EXPECT_THAT(inputErrorOf([&] {
+                writeSafetensors(path, {{"__metadata__", at::ones({1})}});
+              }),
               HasSubstr("reserved for metadata"));
-  EXPECT_THAT(inputErrorOf([&] { writeSafetensors(path, {{"c", at::ones({2}, at::kComplexFloat)}}); }),
+  EXPECT_THAT(inputErrorOf([&] {
+                writeSafetensors(path, {{"c", at::ones({2}, at::kComplexFloat)}});
+              }),
               AllOf(HasSubstr("tensor \"c\" has dtype ComplexFloat"), HasSubstr("F64, F32")));
-  EXPECT_THAT(inputErrorOf([&] { writeSafetensors(path, {{"s", at::ones({2, 2}).to_sparse()}}); }),
+  EXPECT_THAT(inputErrorOf([&] {
+                writeSafetensors(path, {{"s", at::ones({2, 2}).to_sparse()}});
+              }),
               HasSubstr("tensor \"s\" has layout Sparse"));
-  EXPECT_THAT(inputErrorOf([&] { writeSafetensors(path, {{"bad\xff", at::ones({1})}}); }),
+  EXPECT_THAT(inputErrorOf([&] {
+                writeSafetensors(path, {{"bad\xff", at::ones({1})}});
+              }),
               HasSubstr("not valid UTF-8"));
   EXPECT_TRUE(filesIn(dir.path()).empty());
 }
@@ -195,7 +203,9 @@ TEST(SafetensorsTest, ReadErrorsNameTheFile) {
 TEST(SafetensorsTest, AWriteIntoAMissingDirectoryFailsCleanly) {
   test::TempDir dir;
   const std::string path = dir.file("no/such/dir/w.safetensors");
-  EXPECT_THAT(inputErrorOf([&] { writeSafetensors(path, {{"w", at::ones({4})}}); }),
+  EXPECT_THAT(inputErrorOf([&] {
+                writeSafetensors(path, {{"w", at::ones({4})}});
+              }),
               AllOf(HasSubstr(path), HasSubstr("No such file or directory")));
   EXPECT_TRUE(filesIn(dir.path()).empty());
 }

@@ -138,8 +138,8 @@ TEST_F(DataLoaderTest, EachEpochIsAFreshPermutation) {
 
 TEST_F(DataLoaderTest, ShuffleMatchesTheDocumentedAlgorithmInPython) {
   // tests/train/data/reference_order.py implements docs/data.md's order independently.
-  for (const auto& [n, seed] : std::vector<std::pair<int64_t, uint64_t>>{
-           {1, 0}, {2, 1}, {97, 1234}, {1000, 18446744073709551615ULL}}) {
+  for (const auto& [n, seed] :
+       std::vector<std::pair<int64_t, uint64_t>>{{1, 0}, {2, 1}, {97, 1234}, {1000, 18446744073709551615ULL}}) {
     const std::string command = "/usr/bin/python3 " + loom::test::sourcePath("tests/train/data/reference_order.py") +
                                 " " + std::to_string(n) + " " + std::to_string(seed) + " 3";
     const auto result = loom::test::runCommand(command);

@@ -21,7 +21,9 @@ using loom::test::TempDir;
 using loom::test::writeTextFile;
 using ::testing::HasSubstr;
 
-std::string loomData(const std::string& args) { return shellQuote(loomBinary("loom-data")) + " " + args; }
+std::string loomData(const std::string& args) {
+  return shellQuote(loomBinary("loom-data")) + " " + args;
+}
 
 // The texts of a shard's documents, decoded (each ends with the EOD marker).
 std::vector<std::string> decodedDocuments(const std::string& path) {
@@ -71,8 +73,8 @@ TEST_F(LoomDataCli, TextsBecomeShardsThatDecodeToTheInputs) {
   EXPECT_THAT(result.output, HasSubstr("train.bin: 5 documents, " + std::to_string(train_tokens) + " tokens"));
   EXPECT_THAT(result.output, HasSubstr("val.bin: 2 documents"));
 
-  const auto check = runCommand(loomData("--check " + shellQuote(out + "/train.bin") + " " +
-                                         shellQuote(out + "/val.bin")));
+  const auto check =
+      runCommand(loomData("--check " + shellQuote(out + "/train.bin") + " " + shellQuote(out + "/val.bin")));
   EXPECT_EQ(check.exit_code, 0) << check.output;
   EXPECT_THAT(check.output, HasSubstr("train.bin: ok, 5 documents"));
 }

@@ -19,7 +19,9 @@ using ::testing::HasSubstr;
 const std::string kPath = "data/brown/train.bin";
 const std::string kIndexPath = "data/brown/train.idx";
 
-const uint8_t* bytesOf(const std::string& s) { return reinterpret_cast<const uint8_t*>(s.data()); }
+const uint8_t* bytesOf(const std::string& s) {
+  return reinterpret_cast<const uint8_t*>(s.data());
+}
 
 int64_t parseWhole(const std::string& bytes) {
   return parseShardHeader(kPath, bytesOf(bytes), bytes.size(), bytes.size());
@@ -79,9 +81,9 @@ TEST(ShardFormat, RejectsTokenCountsThatDisagreeWithTheSize) {
               AllOf(HasSubstr(kPath), HasSubstr("announces 3 tokens (1030 bytes)"), HasSubstr("has 1032 bytes")));
   for (int32_t count : {0, -5}) {
     bytes = header(20240520, 1, count);
-    EXPECT_THAT(inputErrorOf([&] { parseWhole(bytes); }),
-                AllOf(HasSubstr(kPath), HasSubstr("announces " + std::to_string(count) + " tokens"),
-                      HasSubstr("at least 1")));
+    EXPECT_THAT(
+        inputErrorOf([&] { parseWhole(bytes); }),
+        AllOf(HasSubstr(kPath), HasSubstr("announces " + std::to_string(count) + " tokens"), HasSubstr("at least 1")));
   }
 }
 
@@ -98,16 +100,21 @@ TEST(ShardFormat, RejectsCorruptIndexes) {
               AllOf(HasSubstr(kIndexPath), HasSubstr("not a document index"), HasSubstr("expected 1480870220")));
   bytes = indexBytes({0, 3, 10});
   bytes[4] = 9;
-  EXPECT_THAT(inputErrorOf([&] { parseIndex(bytes, 10); }),
-              AllOf(HasSubstr(kIndexPath), HasSubstr("version 9")));
+  EXPECT_THAT(inputErrorOf([&] { parseIndex(bytes, 10); }), AllOf(HasSubstr(kIndexPath), HasSubstr("version 9")));
   bytes = indexBytes({0, 3, 10}).substr(0, 1024 + 16);
   EXPECT_THAT(inputErrorOf([&] { parseIndex(bytes, 10); }),
               AllOf(HasSubstr(kIndexPath), HasSubstr("announces 2 documents (1048 bytes"), HasSubstr("has 1040")));
-  EXPECT_THAT(inputErrorOf([] { parseIndex(indexBytes({1, 3, 10}), 10); }),
+  EXPECT_THAT(inputErrorOf([] {
+                parseIndex(indexBytes({1, 3, 10}), 10);
+              }),
               AllOf(HasSubstr(kIndexPath), HasSubstr("offsets[0] is 1, expected 0")));
-  EXPECT_THAT(inputErrorOf([] { parseIndex(indexBytes({0, 5, 5, 10}), 10); }),
+  EXPECT_THAT(inputErrorOf([] {
+                parseIndex(indexBytes({0, 5, 5, 10}), 10);
+              }),
               AllOf(HasSubstr(kIndexPath), HasSubstr("offsets[2] = 5 after offsets[1] = 5")));
-  EXPECT_THAT(inputErrorOf([] { parseIndex(indexBytes({0, 3, 12}), 10); }),
+  EXPECT_THAT(inputErrorOf([] {
+                parseIndex(indexBytes({0, 3, 12}), 10);
+              }),
               AllOf(HasSubstr(kIndexPath), HasSubstr("is 12 but the shard holds 10 tokens")));
   EXPECT_THAT(inputErrorOf([] { parseIndex(header(0x5844494C, 1, 0), 10); }),
               AllOf(HasSubstr(kIndexPath), HasSubstr("announces 0 documents")));
@@ -116,7 +123,9 @@ TEST(ShardFormat, RejectsCorruptIndexes) {
 TEST(ShardFormat, ChecksThatDocumentsEndWithEod) {
   const std::vector<uint16_t> tokens = {5, 256, 6, 7, 256};
   checkDocumentEnds(kIndexPath, tokens.data(), {0, 2, 5});
-  EXPECT_THAT(inputErrorOf([&] { checkDocumentEnds(kIndexPath, tokens.data(), {0, 3, 5}); }),
+  EXPECT_THAT(inputErrorOf([&] {
+                checkDocumentEnds(kIndexPath, tokens.data(), {0, 3, 5});
+              }),
               AllOf(HasSubstr(kIndexPath), HasSubstr("document 0 (tokens [0, 3)) ends with token 6")));
 }
 

@@ -110,8 +110,7 @@ class TokenShardErrors : public ::testing::Test {
 };
 
 TEST_F(TokenShardErrors, MissingFile) {
-  EXPECT_THAT(inputErrorOf([&] { TokenShard shard(path_, 257); }),
-              AllOf(HasSubstr(path_), HasSubstr("No such file")));
+  EXPECT_THAT(inputErrorOf([&] { TokenShard shard(path_, 257); }), AllOf(HasSubstr(path_), HasSubstr("No such file")));
 }
 
 TEST_F(TokenShardErrors, EmptyFile) {
@@ -132,8 +131,7 @@ TEST_F(TokenShardErrors, WrongMagic) {
 }
 
 TEST_F(TokenShardErrors, WrongVersion) {
-  EXPECT_THAT(errorFor(header(20240520, 3, 1) + std::string(2, '\0')),
-              AllOf(HasSubstr(path_), HasSubstr("version 3")));
+  EXPECT_THAT(errorFor(header(20240520, 3, 1) + std::string(2, '\0')), AllOf(HasSubstr(path_), HasSubstr("version 3")));
 }
 
 TEST_F(TokenShardErrors, CountMismatch) {

@@ -64,9 +64,9 @@ TEST_F(LoomTrainCliTest, BadConfigsExitWithBadInputAndTouchNothing) {
     std::string expected;  // a substring of the error
   };
   const std::vector<Case> cases = {
-      {"model {\n  dim: 32\n", "bad.pbtxt:3:1:"},                   // missing closing brace
-      {"model {\n  haeds: 4\n}\n", "bad.pbtxt:2:3:"},               // unknown field
-      {"model {\n  dim: \"wide\"\n}\n", "bad.pbtxt:2:8:"},          // wrong type
+      {"model {\n  dim: 32\n", "bad.pbtxt:3:1:"},           // missing closing brace
+      {"model {\n  haeds: 4\n}\n", "bad.pbtxt:2:3:"},       // unknown field
+      {"model {\n  dim: \"wide\"\n}\n", "bad.pbtxt:2:8:"},  // wrong type
   };
   for (const Case& c : cases) {
     loom::test::writeTextFile(dir_.file("bad.pbtxt"), c.text);
@@ -126,7 +126,8 @@ TEST_F(LoomTrainCliTest, SigtermFinishesTheStepCheckpointsAndExitsZeroThenResume
   const std::string script =
       shellQuote(loom::test::loomBinary("loom-train")) + " --config " + shellQuote(config_) +
       " --set train.steps=100000 --set train.checkpoint_every=0 & pid=$!; "
-      "for i in $(seq 1 600); do [ \"$(grep -c '\"loss\"' " + shellQuote(metrics) +
+      "for i in $(seq 1 600); do [ \"$(grep -c '\"loss\"' " +
+      shellQuote(metrics) +
       " 2>/dev/null)\" -ge 2 ] && break; sleep 0.1; done; kill -TERM $pid; wait $pid; echo \"EXIT=$?\"";
   const CommandResult r = runCommand(script);
   EXPECT_NE(r.output.find("EXIT=0"), std::string::npos) << r.output;

@@ -24,7 +24,8 @@ class TrainerTest : public ::testing::Test {
     test::writeCorpus(dir_.file("val.bin"), 6, 1);
   }
 
-  RunSummary runJob(const JobOptions& job, const std::function<bool()>& stop = [] { return false; }) {
+  RunSummary runJob(
+      const JobOptions& job, const std::function<bool()>& stop = [] { return false; }) {
     Trainer trainer(TrainerOptions{job, config::effectiveConfigText(job), ""}, *comm_, log_);
     return trainer.run(stop);
   }
@@ -90,8 +91,8 @@ TEST_F(TrainerTest, MetricsLinesCarryTheDocumentedKeys) {
     const auto j = nlohmann::json::parse(line);
     if (!j.contains("loss")) continue;  // the step-0 validation record
     ++steps;
-    for (const char* key : {"step", "loss", "lr", "tokens", "tokens_per_s", "step_ms", "comm_ms",
-                            "exposed_comm_ms", "mfu", "world", "layout", "bytes_tx", "bytes_rx"}) {
+    for (const char* key : {"step", "loss", "lr", "tokens", "tokens_per_s", "step_ms", "comm_ms", "exposed_comm_ms",
+                            "mfu", "world", "layout", "bytes_tx", "bytes_rx"}) {
       EXPECT_TRUE(j.contains(key)) << key << " missing in " << line;
     }
     EXPECT_EQ(j["tokens"].get<int64_t>(), j["step"].get<int64_t>() * 8 * 16);

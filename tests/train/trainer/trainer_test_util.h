@@ -12,8 +12,8 @@ namespace loom::train::test {
 /// Writes `path` (.bin + .idx) holding `documents` short English-like documents
 /// with repeated structure, so a small model's loss falls quickly.
 inline void writeCorpus(const std::string& path, int documents, int salt) {
-  static const char* kWords[] = {"the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "far",
-                                 "away", "from", "red", "blue", "house", "tree"};
+  static const char* kWords[] = {"the", "cat", "sat",  "on",   "a",   "mat",  "and",   "dog",
+                                 "ran", "far", "away", "from", "red", "blue", "house", "tree"};
   data::ShardWriter writer(path);
   for (int d = 0; d < documents; ++d) {
     std::string text;
