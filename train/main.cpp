@@ -6,7 +6,7 @@
 // checkpointing; 2 bad config or input (do not restart); 3 a peer was lost;
 // 1 internal error.
 #include "runtime/config/loader.h"
-#include "runtime/core/error.h"
+#include "runtime/core/cli_main.h"
 #include "runtime/core/logging.h"
 #include "runtime/core/thread_env.h"
 #include "runtime/dist/communicator.h"
@@ -55,28 +55,12 @@ int runJob(const Args& args) {
 
 int main(int argc, char** argv) {
   loom::reexecWithPassiveOpenMpWait(argv);
-  CLI::App app{"loom-train: train a Llama-style model from a protobuf text config"};
+  CLI::App app{"loom-train: train a Llama-style model from a protobuf text config", "loom-train"};
   Args args;
   app.add_option("--config", args.config, "job config (.pbtxt), see docs/config.md")->required();
   app.add_option("--set", args.overrides, "override a config field: section.field=value (repeatable)")
       ->take_all()
       ->allow_extra_args(false);
   app.add_option("--init-from", args.init_from, "initial weights (.safetensors) under the model's names");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    const int code = app.exit(e);
-    return code == 0 ? 0 : static_cast<int>(loom::ExitCode::kBadInput);
-  }
-  try {
-    return runJob(args);
-  } catch (const std::exception& e) {
-    const loom::ExitCode code = loom::exitCodeFor(e);
-    std::cerr << "loom-train: error: "
-              << (code == loom::ExitCode::kInternal ? std::string(e.what()) : loom::errorMessage(e)) << "\n";
-    if (code == loom::ExitCode::kBadInput) {
-      std::cerr << "loom-train: bad input: fix it and run again (restarting will not help)\n";
-    }
-    return static_cast<int>(code);
-  }
+  return loom::runCliMain(app, argc, argv, [&] { return runJob(args); });
 }

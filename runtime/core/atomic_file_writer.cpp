@@ -31,13 +31,13 @@ AtomicFileWriter::AtomicFileWriter(std::string path) : path_(std::move(path)) {
   std::random_device entropy;
   constexpr int kAttempts = 8;
   int err = 0;
-  for (int attempt = 0; attempt < kAttempts && fd_ < 0; ++attempt) {
+  for (int attempt = 0; attempt < kAttempts && !fd_.valid(); ++attempt) {
     tmp_path_ = temporaryName(path_, entropy);
-    fd_ = ::open(tmp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    fd_.reset(::open(tmp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
     err = errno;
-    if (fd_ < 0 && err != EEXIST) break;
+    if (!fd_.valid() && err != EEXIST) break;
   }
-  LOOM_CHECK_INPUT(fd_ >= 0, "cannot write \"", path_, "\": creating its temporary \"", tmp_path_,
+  LOOM_CHECK_INPUT(fd_.valid(), "cannot write \"", path_, "\": creating its temporary \"", tmp_path_,
                    "\" failed: ", describeErrno("open", err), ". Check that the directory exists and is writable.");
 }
 
@@ -46,10 +46,7 @@ AtomicFileWriter::~AtomicFileWriter() {
 }
 
 void AtomicFileWriter::discard() noexcept {
-  if (fd_ >= 0) {
-    ::close(fd_);
-    fd_ = -1;
-  }
+  fd_.reset();
   if (!tmp_path_.empty()) {
     ::unlink(tmp_path_.c_str());
     tmp_path_.clear();
@@ -57,10 +54,17 @@ void AtomicFileWriter::discard() noexcept {
 }
 
 void AtomicFileWriter::write(const void* data, size_t size) {
-  LOOM_CHECK(fd_ >= 0 && !committed_, "AtomicFileWriter::write on a closed writer for ", path_);
-  const char* bytes = static_cast<const char*>(data);
+  writeFully(static_cast<const char*>(data), size, -1);
+}
+
+void AtomicFileWriter::writeAt(uint64_t offset, const void* data, size_t size) {
+  writeFully(static_cast<const char*>(data), size, static_cast<int64_t>(offset));
+}
+
+void AtomicFileWriter::writeFully(const char* bytes, size_t size, int64_t offset) {
+  LOOM_CHECK(fd_.valid() && !committed_, "AtomicFileWriter: write on a closed writer for ", path_);
   while (size > 0) {
-    const ssize_t n = ::write(fd_, bytes, size);
+    const ssize_t n = offset < 0 ? ::write(fd_.get(), bytes, size) : ::pwrite(fd_.get(), bytes, size, offset);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       const int err = errno;
@@ -71,12 +75,13 @@ void AtomicFileWriter::write(const void* data, size_t size) {
     }
     bytes += n;
     size -= static_cast<size_t>(n);
+    if (offset >= 0) offset += n;
   }
 }
 
 void AtomicFileWriter::commit() {
-  LOOM_CHECK(fd_ >= 0 && !committed_, "AtomicFileWriter::commit on a closed writer for ", path_);
-  const int fd = std::exchange(fd_, -1);
+  LOOM_CHECK(fd_.valid() && !committed_, "AtomicFileWriter::commit on a closed writer for ", path_);
+  const int fd = fd_.release();
   const char* failed_call = nullptr;
   int err = 0;
   if (::fsync(fd) != 0) {

@@ -4,7 +4,10 @@
 // new one, never a mix or a prefix.
 #pragma once
 
+#include "runtime/core/unique_fd.h"
+
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace loom {
@@ -26,6 +29,10 @@ class AtomicFileWriter {
   /// the writer is then unusable and only its destructor remains to run.
   void write(const void* data, size_t size);
 
+  /// Overwrites `size` bytes at `offset` (e.g. a header known only at the end)
+  /// without moving where write() appends. Throws like write().
+  void writeAt(uint64_t offset, const void* data, size_t size);
+
   /// fsyncs the temporary, renames it to path() and fsyncs the directory.
   /// Throws InputError on failure (the temporary is removed, the target kept).
   /// REQUIRES: called at most once, and no write() after it.
@@ -35,10 +42,12 @@ class AtomicFileWriter {
 
  private:
   void discard() noexcept;
+  // Appends when offset < 0, else writes at offset.
+  void writeFully(const char* bytes, size_t size, int64_t offset);
 
   std::string path_;
   std::string tmp_path_;
-  int fd_ = -1;
+  UniqueFd fd_;
   bool committed_ = false;
 };
 

@@ -2,6 +2,7 @@
 
 #include "runtime/core/atomic_file_writer.h"
 #include "runtime/core/error.h"
+#include "runtime/core/unique_fd.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -16,21 +17,6 @@ namespace loom {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Closes the descriptor on every path out, so an exception never leaks it.
-class FdGuard {
- public:
-  explicit FdGuard(int fd) : fd_(fd) {}
-  ~FdGuard() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  FdGuard(const FdGuard&) = delete;
-  FdGuard& operator=(const FdGuard&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 }  // namespace
 
@@ -55,7 +41,7 @@ void ensureWritableDir(const std::string& dir, const std::string& what) {
 }
 
 void syncDirectory(const std::string& dir) {
-  FdGuard fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (fd.get() >= 0) {
     ::fsync(fd.get());  // best effort: some filesystems refuse fsync on directories
   }

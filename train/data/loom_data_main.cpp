@@ -1,5 +1,6 @@
 // loom-data: text files -> token shards (docs/data.md), and a validator for
 // existing shards. Exit codes: 0 ok, 2 bad input, 1 internal error.
+#include "runtime/core/cli_main.h"
 #include "runtime/core/error.h"
 #include "runtime/core/file_util.h"
 #include "train/data/byte_tokenizer.h"
@@ -84,7 +85,8 @@ void checkShards(const Args& args) {
 int main(int argc, char** argv) {
   CLI::App app{
       "loom-data: turns text files into token shards (one document per file, byte-level tokens), "
-      "or validates shards with --check. Format: docs/data.md."};
+      "or validates shards with --check. Format: docs/data.md.",
+      "loom-data"};
   Args args;
   app.add_option("files", args.inputs, "input text files (one document each), or shards with --check")->required();
   app.add_option("--out-dir", args.out_dir, "directory for <name-train>.bin/.idx and <name-val>.bin/.idx");
@@ -95,13 +97,7 @@ int main(int argc, char** argv) {
   app.add_flag("--check", args.check, "validate the given .bin shards (and their .idx) instead of writing");
   app.add_option("--vocab-size", args.vocab_size, "vocabulary size token ids are checked against (--check)")
       ->capture_default_str();
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    const int code = app.exit(e);
-    return code == 0 ? 0 : static_cast<int>(loom::ExitCode::kBadInput);
-  }
-  try {
+  return loom::runCliMain(app, argc, argv, [&] {
     if (args.check) {
       checkShards(args);
     } else {
@@ -109,8 +105,5 @@ int main(int argc, char** argv) {
       writeShards(args);
     }
     return 0;
-  } catch (const std::exception& e) {
-    std::cerr << "loom-data: error: " << loom::errorMessage(e) << std::endl;
-    return static_cast<int>(loom::exitCodeFor(e));
-  }
+  });
 }

@@ -4,6 +4,8 @@
 // fsynced and renamed, so a crash leaves the previous shard or the new one.
 #pragma once
 
+#include "runtime/core/atomic_file_writer.h"
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -37,12 +39,10 @@ class ShardWriter {
   const std::string& path() const { return path_; }
 
  private:
-  class TempFile;
-
   std::string path_;
-  std::unique_ptr<TempFile> bin_;
-  std::string buffer_;            // tokens not yet written, little-endian
-  std::vector<int64_t> offsets_;  // document starts; back() = tokens so far
+  std::unique_ptr<AtomicFileWriter> bin_;  // null after finish()
+  std::string buffer_;                     // tokens not yet written, little-endian
+  std::vector<int64_t> offsets_;           // document starts; back() = tokens so far
 };
 
 }  // namespace loom::data

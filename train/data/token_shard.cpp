@@ -2,6 +2,7 @@
 
 #include "runtime/core/error.h"
 #include "runtime/core/file_util.h"
+#include "runtime/core/unique_fd.h"
 #include "train/data/byte_tokenizer.h"
 #include "train/data/shard_format.h"
 
@@ -38,20 +39,6 @@ class TokenShard::Mapping {
 
 namespace {
 
-class FdGuard {
- public:
-  explicit FdGuard(int fd) : fd_(fd) {}
-  ~FdGuard() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  FdGuard(const FdGuard&) = delete;
-  FdGuard& operator=(const FdGuard&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 void checkVocabulary(const std::string& path, const uint16_t* tokens, int64_t count, int64_t vocab_size) {
   for (int64_t i = 0; i < count; ++i) {
     LOOM_CHECK_INPUT(tokens[i] < vocab_size, path, ": token at position ", i, " is ", tokens[i],
@@ -66,7 +53,7 @@ TokenShard::TokenShard(std::string path, int64_t vocab_size) : path_(std::move(p
   LOOM_CHECK_INPUT(vocab_size >= kMinVocabSize && vocab_size <= 65536, path_, ": model.vocab_size ", vocab_size,
                    " cannot read a token shard: it must be in [", kMinVocabSize,
                    ", 65536] (256 bytes + end-of-document; uint16 tokens)");
-  FdGuard fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
   LOOM_CHECK_INPUT(fd.get() >= 0, path_, ": cannot open token shard: ", describeErrno("open", errno),
                    "; check the path or create the shard with loom-data");
   struct stat info {};

@@ -1,5 +1,4 @@
-// AtomicFileWriter is runtime/core's; it is tested here, next to its main user,
-// through the properties safetensors checkpoints rely on.
+// The properties checkpoints, safetensors files and token shards rely on.
 #include "runtime/core/atomic_file_writer.h"
 
 #include "runtime/core/error.h"
@@ -20,6 +19,18 @@ using ::testing::HasSubstr;
 size_t entriesIn(const std::string& dir) {
   const std::filesystem::directory_iterator entries(dir);
   return static_cast<size_t>(std::distance(begin(entries), end(entries)));
+}
+
+TEST(AtomicFileWriterTest, WriteAtOverwritesWithoutMovingTheAppendPosition) {
+  test::TempDir dir;
+  const std::string path = dir.file("shard.bin");
+  AtomicFileWriter writer(path);
+  writer.write("....tail", 8);
+  writer.writeAt(0, "HEAD", 4);
+  writer.write("!", 1);
+  writer.writeAt(5, "A", 1);
+  writer.commit();
+  EXPECT_EQ(test::readTextFile(path), "HEADtAil!");
 }
 
 TEST(AtomicFileWriterTest, StreamsPiecesIntoOneFileOnCommit) {
