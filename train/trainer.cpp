@@ -93,10 +93,6 @@ void Trainer::resumeFrom(const std::string& checkpoint_dir) {
             opts_.init_from.empty() ? "" : " (--init-from is ignored when resuming)");
 }
 
-std::vector<at::Tensor> Trainer::parameters() const {
-  return model_->parameters();
-}
-
 double Trainer::reduceScalar(double value) {
   at::Tensor t = at::full({1}, value, at::kDouble);
   comm_.allReduce(t, dist::ReduceOp::kSum)->wait(kCollectiveTimeout);
@@ -107,9 +103,9 @@ Trainer::StepResult Trainer::trainStep(double lr) {
   const JobOptions& job = opts_.job;
   const int64_t seq_len = job.data.seq_len;
   const double global_tokens = static_cast<double>(job.train.global_batch * seq_len);
-  const std::vector<at::Tensor> params = parameters();
+  const std::vector<at::Tensor> params = model_->parameters();
   for (const at::Tensor& p : params) {
-    const_cast<at::Tensor&>(p).mutable_grad() = at::Tensor();
+    p.mutable_grad() = at::Tensor();  // fresh gradients: accumulation starts from nothing
   }
 
   // Each micro-batch adds d(sum of its token losses)/d(params) / global_tokens:
@@ -194,11 +190,15 @@ RunSummary Trainer::run(const std::function<bool()>& stop_requested) {
     metrics = std::make_unique<MetricsLog>(joinPath(job.train.out_dir, "metrics.jsonl"), step_);
   }
   const double flops_per_token = model::trainingFlopsPerToken(job.model, job.data.seq_len);
+  const std::string blas = loadedBlasLibraries();
   const double peak = job.logging.peak_tflops > 0 ? job.logging.peak_tflops * 1e12 : measurePeakFlops();
   log_.info("model ", model::parameterCount(job.model), " parameters, ", flops_per_token / 1e6,
             " MFLOP/token; MFU peak ", peak / 1e9, " GFLOP/s per rank (",
-            job.logging.peak_tflops > 0 ? "logging.peak_tflops" : "measured float32 GEMM", "); BLAS ",
-            loadedBlasLibraries());
+            job.logging.peak_tflops > 0 ? "logging.peak_tflops" : "measured float32 GEMM", "); BLAS ", blas);
+  if (blas.find("openblas") == std::string::npos) {
+    log_.warning("libtorch is not using OpenBLAS (", blas, "): on Debian the reference BLAS is ~20x slower; ",
+                 "install libopenblas0-pthread (scripts/install_deps.sh does)");
+  }
 
   if (step_ >= total) {
     log_.info("the run in ", job.train.out_dir, " is already complete (", step_, " of train.steps ", total,

@@ -66,7 +66,6 @@ class Trainer {
   double reduceScalar(double value);
   void resumeFrom(const std::string& checkpoint_dir);
   void saveCheckpoint();
-  std::vector<at::Tensor> parameters() const;
   bool isLoggingStep(int64_t step) const;
 
   TrainerOptions opts_;
