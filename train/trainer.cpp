@@ -22,7 +22,6 @@ namespace loom::train {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr std::chrono::minutes kCollectiveTimeout{10};
 
 double msSince(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
@@ -95,7 +94,7 @@ void Trainer::resumeFrom(const std::string& checkpoint_dir) {
 
 double Trainer::reduceScalar(double value) {
   at::Tensor t = at::full({1}, value, at::kDouble);
-  comm_.allReduce(t, dist::ReduceOp::kSum)->wait(kCollectiveTimeout);
+  comm_.allReduce(t, dist::ReduceOp::kSum)->wait();
   return t.item<double>();
 }
 
@@ -125,7 +124,7 @@ Trainer::StepResult Trainer::trainStep(double lr) {
     at::Tensor grad = p.grad();
     if (grad.defined()) works.push_back(comm_.allReduce(grad, dist::ReduceOp::kSum));
   }
-  for (auto& work : works) work->wait(kCollectiveTimeout);
+  for (auto& work : works) work->wait();
   result.loss = reduceScalar(local_loss_sum) / global_tokens;
   result.comm_ms = msSince(comm_start);
 
@@ -172,7 +171,7 @@ void Trainer::saveCheckpoint() {
         checkpoints_.save(model_->namedParameters(), optimizer_->stateTensors(), state, opts_.config_text);
     log_.info("checkpoint ", dir);
   }
-  comm_.barrier(kCollectiveTimeout);
+  comm_.barrier();
 }
 
 RunSummary Trainer::run(const std::function<bool()>& stop_requested) {
