@@ -1,7 +1,6 @@
 #include "train/trainer.h"
 
 #include "model/init.h"
-#include "optim/grad_clip.h"
 #include "optim/lr_schedule.h"
 #include "runtime/core/error.h"
 #include "runtime/core/file_util.h"
@@ -64,17 +63,28 @@ Trainer::Trainer(TrainerOptions opts, dist::Communicator& comm, const Logger& lo
   if (!opts_.init_from.empty()) {
     checkpoint::loadSafetensorsInto(opts_.init_from, model_->namedParameters(), "--init-from");
   }
-  optimizer_ = std::make_unique<optim::AdamW>(model_->namedParameters(), job.optimizer);
 
   ensureWritableDir(job.train.out_dir, "train.out_dir");
+  std::string optimizer_state;
   if (job.train.resume) {
-    if (auto latest = checkpoints_.latest()) {
-      resumeFrom(*latest);
-    }
+    if (auto latest = checkpoints_.latest()) optimizer_state = resumeFrom(*latest);
   }
+  // Every rank starts from rank 0's weights, whatever each read or drew.
+  for (at::Tensor& p : model_->parameters()) {
+    c10::NoGradGuard no_grad;
+    comm_.broadcast(p, 0)->wait();
+  }
+
+  const ParallelOptions& par = job.parallel;
+  reducer_ = std::make_unique<parallel::GradientReducer>(
+      model_->parameters(), comm_,
+      parallel::ReducerOptions{static_cast<int64_t>(par.bucket_mb * (1 << 20)), par.zero1});
+  optimizer_ = par.zero1 ? optim::makeShardedAdamW(model_->namedParameters(), *reducer_, job.optimizer)
+                              : optim::makeReplicatedAdamW(model_->namedParameters(), job.optimizer);
+  if (!optimizer_state.empty()) optimizer_->loadState(checkpoint::readSafetensors(optimizer_state), step_);
 }
 
-void Trainer::resumeFrom(const std::string& checkpoint_dir) {
+std::string Trainer::resumeFrom(const std::string& checkpoint_dir) {
   const checkpoint::TrainerState state = checkpoint::readTrainerState(checkpoint_dir);
   const TrainOptions& train = opts_.job.train;
   LOOM_CHECK_INPUT(state.seed == train.seed, checkpoint_dir, " was written with train.seed ", state.seed,
@@ -82,14 +92,13 @@ void Trainer::resumeFrom(const std::string& checkpoint_dir) {
                    ": resume with the original seed, or set train.out_dir to a new directory");
   checkpoint::loadSafetensorsInto(checkpoint::checkpointFile(checkpoint_dir, "model.safetensors"),
                                   model_->namedParameters(), "checkpoint");
-  optimizer_->loadState(
-      checkpoint::readSafetensors(checkpoint::checkpointFile(checkpoint_dir, "optimizer.safetensors")), state.step);
   loader_->seek(state.data_cursor);
   generator_.set_state(state.rng_state);
   step_ = state.step;
   tokens_ = state.tokens;
   log_.info("resumed from ", checkpoint_dir, " at step ", step_,
             opts_.init_from.empty() ? "" : " (--init-from is ignored when resuming)");
+  return checkpoint::checkpointFile(checkpoint_dir, "optimizer.safetensors");
 }
 
 double Trainer::reduceScalar(double value) {
@@ -102,33 +111,28 @@ Trainer::StepResult Trainer::trainStep(double lr) {
   const JobOptions& job = opts_.job;
   const int64_t seq_len = job.data.seq_len;
   const double global_tokens = static_cast<double>(job.train.global_batch * seq_len);
-  const std::vector<at::Tensor> params = model_->parameters();
-  for (const at::Tensor& p : params) {
-    p.mutable_grad() = at::Tensor();  // fresh gradients: accumulation starts from nothing
-  }
+  reducer_->zeroGrad();
 
-  // Each micro-batch adds d(sum of its token losses)/d(params) / global_tokens:
-  // after the reduction every rank holds the gradient of the global mean loss.
+  // Each micro-batch adds d(sum of its token losses)/d(params) / global_tokens;
+  // the last backward reduces gradients over ranks bucket by bucket as they
+  // become final, so every rank ends with the gradient of the global mean loss.
+  const std::vector<at::Tensor> micro_batches = loader_->nextStep();
   double local_loss_sum = 0;
-  for (const at::Tensor& batch : loader_->nextStep()) {
+  for (size_t i = 0; i < micro_batches.size(); ++i) {
+    const at::Tensor& batch = micro_batches[i];
+    if (i + 1 == micro_batches.size()) reducer_->armForLastBackward();
     const at::Tensor logits = model_->forward(batch.narrow(1, 0, seq_len));
     const at::Tensor loss_sum = model::crossEntropySum(logits, batch.narrow(1, 1, seq_len));
     local_loss_sum += loss_sum.item<double>();
     loss_sum.div(global_tokens).backward();
   }
+  const parallel::ReduceStats stats = reducer_->finish();
 
   StepResult result;
-  const auto comm_start = Clock::now();
-  std::vector<std::unique_ptr<dist::Work>> works;
-  for (const at::Tensor& p : params) {
-    at::Tensor grad = p.grad();
-    if (grad.defined()) works.push_back(comm_.allReduce(grad, dist::ReduceOp::kSum));
-  }
-  for (auto& work : works) work->wait();
   result.loss = reduceScalar(local_loss_sum) / global_tokens;
-  result.comm_ms = msSince(comm_start);
-
-  result.grad_norm = optim::clipGradNorm(params, job.train.grad_clip);
+  result.comm_ms = stats.comm_ms;
+  result.exposed_comm_ms = stats.exposed_ms;
+  result.grad_norm = optimizer_->clipGradNorm(job.train.grad_clip);
   optimizer_->step(lr);
   return result;
 }
@@ -159,6 +163,7 @@ bool Trainer::isLoggingStep(int64_t step) const {
 }
 
 void Trainer::saveCheckpoint() {
+  const checkpoint::NamedTensors optimizer_state = optimizer_->stateTensors();  // collective when sharded
   if (comm_.rank() == 0) {
     checkpoint::TrainerState state;
     state.step = step_;
@@ -168,7 +173,7 @@ void Trainer::saveCheckpoint() {
     state.world_size = comm_.size();
     state.rng_state = generator_.get_state();
     const std::string dir =
-        checkpoints_.save(model_->namedParameters(), optimizer_->stateTensors(), state, opts_.config_text);
+        checkpoints_.save(model_->namedParameters(), optimizer_state, state, opts_.config_text);
     log_.info("checkpoint ", dir);
   }
   comm_.barrier();
@@ -214,6 +219,7 @@ RunSummary Trainer::run(const std::function<bool()>& stop_requested) {
   while (step_ < total && !stop) {
     const double lr = optim::learningRate(job.optimizer, step_, total);
     const auto start = Clock::now();
+    comm_.setStep(step_ + 1);
     const StepResult result = trainStep(lr);
     const double step_ms = msSince(start);
     ++step_;
@@ -230,7 +236,7 @@ RunSummary Trainer::run(const std::function<bool()>& stop_requested) {
     m.tokens_per_s = static_cast<double>(global_tokens) / (step_ms / 1e3);
     m.step_ms = step_ms;
     m.comm_ms = result.comm_ms;
-    m.exposed_comm_ms = result.comm_ms;  // reductions start after backward: nothing overlaps yet
+    m.exposed_comm_ms = result.exposed_comm_ms;
     m.mfu = flops_per_token * m.tokens_per_s / (peak * comm_.size());
     m.world = comm_.size();
     m.layout = "dp=" + std::to_string(comm_.size());

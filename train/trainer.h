@@ -6,7 +6,8 @@
 #pragma once
 
 #include "model/llama.h"
-#include "optim/adamw.h"
+#include "optim/parameter_optimizer.h"
+#include "parallel/gradient_reducer.h"
 #include "runtime/config/options.h"
 #include "runtime/core/logging.h"
 #include "runtime/dist/communicator.h"
@@ -60,11 +61,14 @@ class Trainer {
     double loss = 0;
     double grad_norm = 0;
     double comm_ms = 0;
+    double exposed_comm_ms = 0;
   };
 
   StepResult trainStep(double lr);
   double reduceScalar(double value);
-  void resumeFrom(const std::string& checkpoint_dir);
+  /// Loads a checkpoint's weights, data cursor, RNG and counters; returns its
+  /// optimizer state file, loaded once the optimizer exists.
+  std::string resumeFrom(const std::string& checkpoint_dir);
   void saveCheckpoint();
   bool isLoggingStep(int64_t step) const;
 
@@ -76,7 +80,8 @@ class Trainer {
   std::shared_ptr<const data::TokenShard> val_shard_;
   std::unique_ptr<data::DataLoader> loader_;
   model::Llama model_{nullptr};
-  std::unique_ptr<optim::AdamW> optimizer_;
+  std::unique_ptr<parallel::GradientReducer> reducer_;
+  std::unique_ptr<optim::ParameterOptimizer> optimizer_;
   checkpoint::CheckpointStore checkpoints_;
   int64_t step_ = 0;
   int64_t tokens_ = 0;

@@ -70,6 +70,28 @@ void copyTrain(const TrainConfig& from, TrainOptions& to) {
   LOOM_COPY_PRESENT(from, to, grad_clip);
 }
 
+void copyParallel(const ParallelConfig& from, ParallelOptions& to, std::vector<Violation>& violations) {
+  LOOM_COPY_PRESENT(from, to, dp);
+  LOOM_COPY_PRESENT(from, to, bucket_mb);
+  LOOM_COPY_PRESENT(from, to, zero1);
+  LOOM_COPY_PRESENT(from, to, timeout_s);
+  if (from.has_backend()) {
+    switch (from.backend()) {
+      case ParallelConfig::GLOO:
+        to.backend = CommBackend::kGloo;
+        break;
+      case ParallelConfig::MPI:
+        to.backend = CommBackend::kMpi;
+        break;
+      case ParallelConfig::NCCL:
+        to.backend = CommBackend::kNccl;
+        break;
+      default:
+        enumViolation(*ParallelConfig::descriptor()->FindFieldByName("backend"), from.backend(), violations);
+    }
+  }
+}
+
 void copyOptimizer(const OptimizerConfig& from, OptimizerOptions& to) {
   LOOM_COPY_PRESENT(from, to, lr);
   LOOM_COPY_PRESENT(from, to, min_lr);
@@ -103,6 +125,18 @@ void copyLogging(const LoggingConfig& from, LoggingOptions& to, std::vector<Viol
   }
 }
 
+ParallelConfig::Backend toProtoBackend(CommBackend backend) {
+  switch (backend) {
+    case CommBackend::kGloo:
+      return ParallelConfig::GLOO;
+    case CommBackend::kMpi:
+      return ParallelConfig::MPI;
+    case CommBackend::kNccl:
+      return ParallelConfig::NCCL;
+  }
+  LOOM_CHECK(false, "unknown CommBackend ", static_cast<int>(backend));
+}
+
 DataConfig::Order toProtoOrder(SampleOrder order) {
   return order == SampleOrder::kShuffled ? DataConfig::SHUFFLED : DataConfig::SEQUENTIAL;
 }
@@ -128,7 +162,7 @@ JobOptions fromProto(const LoomConfig& config, std::vector<Violation>& violation
   copyModel(config.model(), options.model);
   copyData(config.data(), options.data, violations);
   copyTrain(config.train(), options.train);
-  LOOM_COPY_PRESENT(config.parallel(), options.parallel, dp);
+  copyParallel(config.parallel(), options.parallel, violations);
   copyOptimizer(config.optimizer(), options.optimizer);
   copyLogging(config.logging(), options.logging, violations);
   return options;
@@ -173,6 +207,10 @@ LoomConfig toProto(const JobOptions& options) {
 
   ParallelConfig& parallel = *config.mutable_parallel();
   LOOM_COPY_TO_PROTO(options.parallel, parallel, dp);
+  parallel.set_backend(toProtoBackend(options.parallel.backend));
+  LOOM_COPY_TO_PROTO(options.parallel, parallel, bucket_mb);
+  LOOM_COPY_TO_PROTO(options.parallel, parallel, zero1);
+  LOOM_COPY_TO_PROTO(options.parallel, parallel, timeout_s);
 
   const OptimizerOptions& o = options.optimizer;
   OptimizerConfig& optimizer = *config.mutable_optimizer();

@@ -75,8 +75,19 @@ struct OptimizerOptions {
   double weight_decay = 0.1;  ///< decoupled; applied to matrices (dim >= 2) only
 };
 
+/// The engine collectives run on (docs/distributed.md).
+enum class CommBackend {
+  kGloo,  ///< libtorch's c10d Gloo over TCP: the CPU default
+  kMpi,   ///< the MPI library mpirun provides (builds with LOOM_WITH_MPI)
+  kNccl,  ///< NCCL on GPUs (builds with LOOM_WITH_NCCL)
+};
+
 struct ParallelOptions {
-  int64_t dp = -1;  ///< data-parallel ranks; -1 = the whole world
+  int64_t dp = -1;                        ///< data-parallel ranks; -1 = the whole world
+  CommBackend backend = CommBackend::kGloo;
+  double bucket_mb = 1.0;                 ///< MiB of gradients per reduction bucket
+  bool zero1 = false;                     ///< shard optimizer state over data-parallel ranks (ZeRO-1)
+  double timeout_s = 600;                 ///< seconds any collective may take before the job fails
 };
 
 struct ElasticOptions {};

@@ -1,5 +1,6 @@
 #include "runtime/config/validate.h"
 
+#include "runtime/core/build_config.h"
 #include "runtime/core/error.h"
 
 #include <algorithm>
@@ -145,6 +146,19 @@ void checkOptimizer(const OptimizerOptions& o, Checker& check) {
   check.nonNegative("optimizer.weight_decay", o.weight_decay);
 }
 
+void checkParallel(const ParallelOptions& p, int world_size, Checker& check) {
+  check.require(p.dp == -1 || p.dp == world_size, {"parallel.dp"},
+                c10::str("parallel.dp (", p.dp, ") must equal the world size (", world_size, ") or be -1"));
+  check.positive("parallel.bucket_mb", p.bucket_mb);
+  check.positive("parallel.timeout_s", p.timeout_s);
+  check.require(p.backend != CommBackend::kMpi || LOOM_WITH_MPI, {"parallel.backend"},
+                "parallel.backend (MPI) is not built into this loom: rebuild with -DLOOM_WITH_MPI=ON "
+                "(install libopenmpi-dev) or use GLOO");
+  check.require(p.backend != CommBackend::kNccl || LOOM_WITH_NCCL, {"parallel.backend"},
+                "parallel.backend (NCCL) is not built into this loom: rebuild with -DLOOM_WITH_NCCL=ON "
+                "(needs CUDA and NCCL) or use GLOO");
+}
+
 }  // namespace
 
 std::vector<Violation> findViolations(const JobOptions& options, int world_size) {
@@ -153,9 +167,7 @@ std::vector<Violation> findViolations(const JobOptions& options, int world_size)
   checkModel(options.model, options.data, check);
   checkData(options.data, check);
   checkTrain(options.train, world_size, check);
-  check.require(
-      options.parallel.dp == -1 || options.parallel.dp == world_size, {"parallel.dp"},
-      c10::str("parallel.dp (", options.parallel.dp, ") must equal the world size (", world_size, ") or be -1"));
+  checkParallel(options.parallel, world_size, check);
   checkOptimizer(options.optimizer, check);
   check.atLeast("logging.log_every", options.logging.log_every, 1);
   check.nonNegative("logging.peak_tflops", options.logging.peak_tflops);

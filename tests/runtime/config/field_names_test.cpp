@@ -34,7 +34,7 @@ TEST(FieldNamesTest, SectionLabels) {
 
 TEST(FieldNamesTest, UnknownFieldMessages) {
   EXPECT_EQ(unknownFieldMessage(*ParallelConfig::descriptor(), "pd"),
-            "parallel has no field \"pd\" (did you mean \"dp\"? fields: dp)");
+            "parallel has no field \"pd\" (did you mean \"dp\"? fields: dp, backend, bucket_mb, zero1, timeout_s)");
   EXPECT_EQ(unknownFieldMessage(*ElasticConfig::descriptor(), "x"), "elastic has no field \"x\" (fields: none yet)");
   EXPECT_EQ(unknownFieldMessage(*LoomConfig::descriptor(), "trian"),
             "config has no section \"trian\" (did you mean \"train\"? sections: model, data, train, parallel, "

@@ -43,6 +43,10 @@ void expectSameOptions(const JobOptions& expected, const JobOptions& actual) {
   LOOM_EXPECT_FIELD(optimizer, eps);
   LOOM_EXPECT_FIELD(optimizer, weight_decay);
   LOOM_EXPECT_FIELD(parallel, dp);
+  LOOM_EXPECT_FIELD(parallel, backend);
+  LOOM_EXPECT_FIELD(parallel, bucket_mb);
+  LOOM_EXPECT_FIELD(parallel, zero1);
+  LOOM_EXPECT_FIELD(parallel, timeout_s);
   LOOM_EXPECT_FIELD(logging, log_every);
   LOOM_EXPECT_FIELD(logging, level);
   LOOM_EXPECT_FIELD(logging, peak_tflops);
@@ -86,6 +90,10 @@ JobOptions nonDefaultOptions() {
   o.optimizer.eps = 1e-10;
   o.optimizer.weight_decay = 0;
   o.parallel.dp = 2;
+  o.parallel.backend = CommBackend::kMpi;
+  o.parallel.bucket_mb = 0.25;
+  o.parallel.zero1 = true;
+  o.parallel.timeout_s = 30;
   o.logging.log_every = 1;
   o.logging.level = LogLevel::kDebug;
   o.logging.peak_tflops = 123.456;

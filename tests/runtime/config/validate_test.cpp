@@ -84,6 +84,9 @@ TEST(ValidateTest, EachRuleReportsItsFieldAndValue) {
       {"val_batches", [](JobOptions& o) { o.train.val_batches = 0; }, "train.val_batches (0) must be >= 1"},
       {"grad_clip", [](JobOptions& o) { o.train.grad_clip = -0.5; }, "train.grad_clip (-0.5) must be >= 0"},
       {"dp", [](JobOptions& o) { o.parallel.dp = 2; }, "parallel.dp (2) must equal the world size (1) or be -1"},
+      {"bucket_mb", [](JobOptions& o) { o.parallel.bucket_mb = 0; }, "parallel.bucket_mb (0) must be > 0"},
+      {"timeout_s", [&](JobOptions& o) { o.parallel.timeout_s = kInf; },
+       "parallel.timeout_s (inf) must be a finite number"},
       {"lr",
        [](JobOptions& o) {
          o.optimizer.lr = 0;
