@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
-  libtorch-dev libopenblas0-pthread
+  libtorch-dev libgloo-dev libopenblas0-pthread
   libprotobuf-dev protobuf-compiler
   libopenmpi-dev openmpi-bin
   libgtest-dev libgmock-dev libbenchmark-dev

@@ -9,13 +9,15 @@
 #include "runtime/core/cli_main.h"
 #include "runtime/core/logging.h"
 #include "runtime/core/thread_env.h"
-#include "runtime/dist/communicator.h"
+#include "runtime/dist/identity.h"
+#include "runtime/dist/world.h"
 #include "train/stop_signal.h"
 #include "train/trainer.h"
 
 #include <ATen/Parallel.h>
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <iostream>
 #include <thread>
 
@@ -27,25 +29,42 @@ struct Args {
   std::string init_from;
 };
 
+// Intra-op threads per rank: train.threads, or this machine's cores shared by
+// the ranks running on it.
+int threadsFor(const loom::TrainOptions& train, const loom::dist::RankIdentity& identity) {
+  if (train.threads > 0) return static_cast<int>(train.threads);
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::max(1, cores / std::max(1, identity.local_world_size));
+}
+
 int runJob(const Args& args) {
-  auto comm = loom::dist::makeSelfCommunicator();
-  loom::JobOptions job = loom::config::loadJobConfig(args.config, args.overrides, comm->size());
-  const loom::Logger log(std::cerr, loom::LoggerOptions{comm->rank(), comm->size(), job.logging.level});
-
-  const int64_t threads =
-      job.train.threads > 0 ? job.train.threads : static_cast<int64_t>(std::thread::hardware_concurrency());
-  at::set_num_threads(static_cast<int>(std::max<int64_t>(1, threads)));
-  log.info("loom-train ", args.config, ": ", comm->size(), " rank(s) on backend ", comm->backendName(), ", ",
-           at::get_num_threads(), " intra-op threads, ", loom::openMpWaitPolicyDescription());
-
+  // Who this process is comes from the environment; the config is checked
+  // against that world size before any rank talks to another.
+  const loom::dist::RankIdentity identity = loom::dist::identityFromEnvironment();
+  const loom::JobOptions job = loom::config::loadJobConfig(args.config, args.overrides, identity.world_size);
+  const loom::Logger log(std::cerr, loom::LoggerOptions{identity.rank, identity.world_size, job.logging.level});
   loom::train::StopSignal stop_signal;
+
+  const int threads = threadsFor(job.train, identity);
+  at::set_num_threads(threads);
+  loom::setBlasThreads(threads);
+  const loom::dist::World world = loom::dist::joinWorld(identity, job.parallel);
+  const std::string summary_line = c10::str("loom-train ", args.config, ": ", world.identity.describe(), "; backend ",
+                                            world.comm->backendName(), ", ", at::get_num_threads(),
+                                            " intra-op threads, ", loom::openMpWaitPolicyDescription());
+  if (identity.rank == 0) {
+    log.info(summary_line);
+  } else {
+    log.debug(summary_line);
+  }
+
   loom::train::Trainer trainer(loom::train::TrainerOptions{job, loom::config::effectiveConfigText(job), args.init_from},
-                               *comm, log);
+                               *world.comm, log);
   const loom::train::RunSummary summary = trainer.run([&] { return stop_signal.requested(); });
   int signal = 0;
   if (stop_signal.requested(&signal)) {
     log.info("stopped by signal ", signal, " after step ", summary.last_step, "; checkpoint saved, exiting 0");
-  } else {
+  } else if (identity.rank == 0) {
     log.info("done: ", summary.last_step, " steps");
   }
   return 0;

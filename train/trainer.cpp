@@ -196,23 +196,27 @@ RunSummary Trainer::run(const std::function<bool()>& stop_requested) {
   const double flops_per_token = model::trainingFlopsPerToken(job.model, job.data.seq_len);
   const std::string blas = loadedBlasLibraries();
   const double peak = job.logging.peak_tflops > 0 ? job.logging.peak_tflops * 1e12 : measurePeakFlops();
-  log_.info("model ", model::parameterCount(job.model), " parameters, ", flops_per_token / 1e6,
-            " MFLOP/token; MFU peak ", peak / 1e9, " GFLOP/s per rank (",
-            job.logging.peak_tflops > 0 ? "logging.peak_tflops" : "measured float32 GEMM", "); BLAS ", blas);
+  if (lead) {
+    log_.info("model ", model::parameterCount(job.model), " parameters, ", flops_per_token / 1e6,
+              " MFLOP/token; MFU peak ", peak / 1e9, " GFLOP/s per rank (",
+              job.logging.peak_tflops > 0 ? "logging.peak_tflops" : "measured float32 GEMM", "); BLAS ", blas);
+  }
   if (blas.find("openblas") == std::string::npos) {
     log_.warning("libtorch is not using OpenBLAS (", blas, "): on Debian the reference BLAS is ~20x slower; ",
                  "install libopenblas0-pthread (scripts/install_deps.sh does)");
   }
 
-  if (step_ >= total) {
+  if (step_ >= total && lead) {
     log_.info("the run in ", job.train.out_dir, " is already complete (", step_, " of train.steps ", total,
               " steps): raise train.steps to train further, or set train.out_dir to start a new run");
   }
   if (step_ == 0 && val_shard_) {
     const double val = validationLoss();
     summary.val_losses.emplace_back(0, val);
-    log_.info("validation loss before training: ", val);
-    if (metrics) metrics->append(nlohmann::json{{"step", 0}, {"val_loss", val}}.dump());
+    if (lead) {
+      log_.info("validation loss before training: ", val);
+      metrics->append(nlohmann::json{{"step", 0}, {"val_loss", val}}.dump());
+    }
   }
 
   bool stop = false;
@@ -248,9 +252,9 @@ RunSummary Trainer::run(const std::function<bool()>& stop_requested) {
       m.val_loss = validationLoss();
       summary.val_losses.emplace_back(step_, *m.val_loss);
     }
-    if (isLoggingStep(step_) || val_due) {
+    if ((isLoggingStep(step_) || val_due) && lead) {
       log_.info(progressLine(m));
-      if (metrics) metrics->append(toJsonLine(m));
+      metrics->append(toJsonLine(m));
     }
 
     // Every rank must stop at the same step: agree on the request.

@@ -1,5 +1,6 @@
 #include "runtime/core/thread_env.h"
 
+#include <dlfcn.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -32,6 +33,14 @@ std::string openMpWaitPolicyDescription() {
   }
   const bool ours = std::getenv(kMarkerVariable) != nullptr;
   return std::string("OMP_WAIT_POLICY=") + policy + (ours ? " (set by loom)" : " (from the environment)");
+}
+
+bool setBlasThreads(int threads) {
+  using SetThreads = void (*)(int);
+  const auto set_threads = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (set_threads == nullptr) return false;
+  set_threads(threads);
+  return true;
 }
 
 }  // namespace loom

@@ -22,4 +22,11 @@ void reexecWithPassiveOpenMpWait(char** argv);
 /// A one-line description of the OpenMP wait policy in effect and who chose it.
 std::string openMpWaitPolicyDescription();
 
+/// Sizes OpenBLAS's own thread pool (OpenBLAS reads OPENBLAS_NUM_THREADS or
+/// OMP_NUM_THREADS only when it loads, and otherwise starts one thread per
+/// core in every process: several ranks on one machine would oversubscribe it).
+/// Calls openblas_set_num_threads when the loaded BLAS has it; returns false
+/// when it does not (another BLAS, which then keeps its own setting).
+bool setBlasThreads(int threads);
+
 }  // namespace loom

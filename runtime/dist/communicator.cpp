@@ -103,17 +103,19 @@ std::unique_ptr<Work> Communicator::finish(std::unique_ptr<BackendWork> work, Op
 
 std::unique_ptr<Work> Communicator::allReduce(at::Tensor& tensor, ReduceOp op, const OpOptions& opts) {
   LOOM_COLLECTIVE_RECORD("allReduce", &tensor, opts);
+  auto work = doAllReduce(tensor, op);
   const int64_t n = size();
   const int64_t volume = 2 * (n - 1) * bytesOf(tensor) / n;
   count(volume, volume);
-  return finish(doAllReduce(tensor, op), std::move(record));
+  return finish(std::move(work), std::move(record));
 }
 
 std::unique_ptr<Work> Communicator::broadcast(at::Tensor& tensor, int root, const OpOptions& opts) {
   LOOM_CHECK_INPUT(root >= 0 && root < size(), "broadcast root ", root, " is outside a world of size ", size());
   LOOM_COLLECTIVE_RECORD("broadcast", &tensor, opts);
+  auto work = doBroadcast(tensor, root);
   if (size() > 1) count(rank() == root ? bytesOf(tensor) : 0, rank() == root ? 0 : bytesOf(tensor));
-  return finish(doBroadcast(tensor, root), std::move(record));
+  return finish(std::move(work), std::move(record));
 }
 
 std::unique_ptr<Work> Communicator::allGather(const at::Tensor& input, at::Tensor& output, const OpOptions& opts) {
@@ -122,9 +124,10 @@ std::unique_ptr<Work> Communicator::allGather(const at::Tensor& input, at::Tenso
                    "allGather: output must be contiguous ", input.scalar_type(), " with ", size(), " x ",
                    input.numel(), " elements, got ", output.numel(), " x ", output.scalar_type());
   LOOM_COLLECTIVE_RECORD("allGather", &input, opts);
+  auto work = doAllGather(input, output);
   const int64_t volume = (size() - 1) * bytesOf(input);
   count(volume, volume);
-  return finish(doAllGather(input, output), std::move(record));
+  return finish(std::move(work), std::move(record));
 }
 
 std::unique_ptr<Work> Communicator::reduceScatter(const at::Tensor& input, at::Tensor& output, ReduceOp op,
@@ -134,9 +137,10 @@ std::unique_ptr<Work> Communicator::reduceScatter(const at::Tensor& input, at::T
                    "reduceScatter: input must be contiguous ", output.scalar_type(), " with ", size(), " x ",
                    output.numel(), " elements, got ", input.numel(), " x ", input.scalar_type());
   LOOM_COLLECTIVE_RECORD("reduceScatter", &input, opts);
+  auto work = doReduceScatter(input, output, op);
   const int64_t volume = (size() - 1) * bytesOf(output);
   count(volume, volume);
-  return finish(doReduceScatter(input, output, op), std::move(record));
+  return finish(std::move(work), std::move(record));
 }
 
 void Communicator::barrier(const OpOptions& opts) {
@@ -151,8 +155,9 @@ std::unique_ptr<Work> Communicator::send(const at::Tensor& tensor, int dst, int 
                    size());
   OpRecord record = begin("send", &tensor, opts);
   record.name += " to rank " + std::to_string(dst) + " tag " + std::to_string(tag);
+  auto work = doSend(tensor, dst, tag);
   count(bytesOf(tensor), 0);
-  return finish(doSend(tensor, dst, tag), std::move(record));
+  return finish(std::move(work), std::move(record));
 }
 
 std::unique_ptr<Work> Communicator::recv(at::Tensor& tensor, int src, int tag, const OpOptions& opts) {
@@ -160,8 +165,9 @@ std::unique_ptr<Work> Communicator::recv(at::Tensor& tensor, int src, int tag, c
                    size());
   OpRecord record = begin("recv", &tensor, opts);
   record.name += " from rank " + std::to_string(src) + " tag " + std::to_string(tag);
+  auto work = doRecv(tensor, src, tag);
   count(0, bytesOf(tensor));
-  return finish(doRecv(tensor, src, tag), std::move(record));
+  return finish(std::move(work), std::move(record));
 }
 
 }  // namespace loom::dist

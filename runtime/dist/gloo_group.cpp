@@ -1,0 +1,117 @@
+#include "runtime/dist/gloo_group.h"
+
+#include "runtime/core/error.h"
+
+#include <ATen/ATen.h>
+#include <gloo/transport/unbound_buffer.h>
+#include <gloo/types.h>
+
+namespace loom::dist {
+namespace {
+
+// Slots of loom's own collectives; Gloo uses prefixes 0x01..0x08 and c10d's
+// send/recv use the user's tag (< 2^31) as the slot.
+constexpr uint8_t kReduceScatterSlotPrefix = 0x4c;
+
+void reduceInto(at::Tensor& acc, const at::Tensor& chunk, ReduceOp op) {
+  // 16-bit floats are combined in float32 (CPU kernels for them are partial in
+  // libtorch 1.13) and rounded once per step.
+  if (acc.scalar_type() == at::kHalf || acc.scalar_type() == at::kBFloat16) {
+    at::Tensor wide = acc.to(at::kFloat);
+    reduceInto(wide, chunk.to(at::kFloat), op);
+    acc.copy_(wide);
+    return;
+  }
+  switch (op) {
+    case ReduceOp::kSum:
+    case ReduceOp::kAvg:
+      acc.add_(chunk);
+      return;
+    case ReduceOp::kMax:
+      at::maximum_out(acc, acc, chunk);
+      return;
+    case ReduceOp::kMin:
+      at::minimum_out(acc, acc, chunk);
+      return;
+  }
+}
+
+// The result list of c10d's future: one list holding `output`.
+std::vector<std::vector<at::Tensor>> outputsOf(const at::Tensor& output) {
+  std::vector<std::vector<at::Tensor>> outputs(1);
+  outputs[0].push_back(output);
+  return outputs;
+}
+
+class RingReduceScatterWork final : public c10d::ProcessGroupGloo::AsyncWork {
+ public:
+  // AsyncWork's constructor takes (outputs) in 1.13 and (outputs, op type, seq)
+  // in libtorch 2.7; releases in between were not checked (no 2.x build here).
+  RingReduceScatterWork(std::shared_ptr<gloo::Context> context, at::Tensor input, at::Tensor output, ReduceOp op,
+                        uint32_t tag)
+#if LOOM_TORCH_VERSION_AT_LEAST(2, 0)
+      : AsyncWork(outputsOf(output), c10d::OpType::REDUCE_SCATTER, /*seq=*/0),
+#else
+      : AsyncWork(outputsOf(output)),
+#endif
+        context_(std::move(context)),
+        input_(std::move(input)),
+        output_(std::move(output)),
+        op_(op),
+        slot_(gloo::Slot::build(kReduceScatterSlotPrefix, tag)) {
+  }
+
+  void run() override {
+    const int n = context_->size;
+    const int rank = context_->rank;
+    const int64_t m = output_.numel();
+    const at::Tensor flat = input_.view({-1});
+    auto chunk = [&](int index) { return flat.narrow(0, ((index % n) + n) % n * m, m); };
+    const size_t bytes = static_cast<size_t>(m) * input_.element_size();
+    const int right = (rank + 1) % n;
+    const int left = (rank - 1 + n) % n;
+    // Step s sends the partial result for chunk (rank - s - 1) to the right and
+    // receives the left neighbour's partial for chunk (rank - s - 2), adding
+    // this rank's own part; after size-1 steps that chunk is chunk `rank`.
+    at::Tensor buffers[2] = {at::empty({m}, input_.options()), at::empty({m}, input_.options())};
+    at::Tensor sending = chunk(rank - 1);
+    at::Tensor result = flat.narrow(0, rank * m, m);
+    for (int s = 0; s + 1 < n; ++s) {
+      at::Tensor& receiving = buffers[s % 2];
+      auto tx = context_->createUnboundBuffer(sending.data_ptr(), bytes);
+      auto rx = context_->createUnboundBuffer(receiving.data_ptr(), bytes);
+      rx->recv(left, slot_);
+      tx->send(right, slot_);
+      rx->waitRecv();
+      tx->waitSend();
+      reduceInto(receiving, chunk(rank - s - 2), op_);
+      sending = receiving;
+      result = receiving;
+    }
+    if (op_ == ReduceOp::kAvg) {
+      result = at::isFloatingType(result.scalar_type()) ? result / n : at::div(result, n, "trunc");
+    }
+    output_.copy_(result.view(output_.sizes()));
+  }
+
+ private:
+  std::shared_ptr<gloo::Context> context_;
+  at::Tensor input_;
+  at::Tensor output_;
+  ReduceOp op_;
+  uint64_t slot_;
+};
+
+}  // namespace
+
+c10::intrusive_ptr<c10d::Work> GlooGroup::reduceScatterRing(const at::Tensor& input, const at::Tensor& output,
+                                                            ReduceOp op) {
+  LOOM_CHECK(input.is_contiguous() && input.numel() == output.numel() * getSize(), "reduceScatterRing: input of ",
+             input.numel(), " elements for ", getSize(), " x ", output.numel());
+  const uint32_t tag = nextTag();
+  auto work = c10::make_intrusive<RingReduceScatterWork>(getContext(tag), input, output, op, tag);
+  enqueue(work);
+  return work;
+}
+
+}  // namespace loom::dist

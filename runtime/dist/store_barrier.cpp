@@ -1,0 +1,51 @@
+#include "runtime/dist/store_barrier.h"
+
+#include "runtime/core/error.h"
+
+#include <sstream>
+
+namespace loom::dist {
+namespace {
+
+std::string keyOf(const std::string& name, int rank) {
+  return name + "/" + std::to_string(rank);
+}
+
+}  // namespace
+
+std::vector<int> missingRanks(c10d::Store& store, const std::string& name, int size) {
+  std::vector<int> missing;
+  for (int r = 0; r < size; ++r) {
+    if (!store.check({keyOf(name, r)})) missing.push_back(r);
+  }
+  return missing;
+}
+
+void storeBarrier(c10d::Store& store, const std::string& name, int rank, int size, std::chrono::milliseconds timeout,
+                  const std::string& where) {
+  store.set(keyOf(name, rank), {'1'});
+  std::vector<std::string> keys;
+  keys.reserve(size);
+  for (int r = 0; r < size; ++r) keys.push_back(keyOf(name, r));
+  try {
+    store.wait(keys, timeout);
+    return;
+  } catch (const std::exception& e) {
+    std::vector<int> missing;
+    try {
+      missing = missingRanks(store, name, size);
+    } catch (const std::exception& lost) {
+      LOOM_THROW(PeerLostError, where, ": rank ", rank, " of ", size,
+                 " lost the store while waiting for the others: ", errorMessage(lost));
+    }
+    if (missing.empty()) return;  // the last ones arrived just as the wait gave up
+    std::ostringstream ranks;
+    for (size_t i = 0; i < missing.size(); ++i) ranks << (i ? ", " : "") << missing[i];
+    LOOM_THROW(PeerLostError, where, ": ranks ", ranks.str(), " did not arrive within ", timeout.count(), " ms (",
+               size - static_cast<int>(missing.size()), " of ", size, " arrived; seen from rank ", rank,
+               "). Check that every rank was started with the same world size (", size,
+               ") and store endpoint, and read the missing ranks' logs. (", errorMessage(e), ")");
+  }
+}
+
+}  // namespace loom::dist

@@ -1,0 +1,11 @@
+# The NCCL communicator's tests (included from tests/runtime/CMakeLists.txt when
+# LOOM_WITH_NCCL): always built; on a machine with fewer GPUs than a test needs,
+# that test skips and says why.
+set(_loom_nccl_test_dir ${CMAKE_CURRENT_LIST_DIR})
+loom_add_test_binary(loom_nccl_tests
+  SOURCES ${_loom_nccl_test_dir}/nccl_communicator_test.cpp ${_loom_nccl_test_dir}/nccl_test_util.cpp
+          ${_loom_nccl_test_dir}/mpi_test_patterns.cpp
+  DEPS loom_dist
+  LABELS gpu
+  TIMEOUT 300)
+target_include_directories(loom_nccl_tests SYSTEM PRIVATE ${LOOM_NCCL_INCLUDE_DIR})
