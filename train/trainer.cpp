@@ -101,9 +101,9 @@ std::string Trainer::resumeFrom(const std::string& checkpoint_dir) {
   return checkpoint::checkpointFile(checkpoint_dir, "optimizer.safetensors");
 }
 
-double Trainer::reduceScalar(double value) {
+double Trainer::reduceScalar(double value, dist::ReduceOp op) {
   at::Tensor t = at::full({1}, value, at::kDouble);
-  comm_.allReduce(t, dist::ReduceOp::kSum)->wait();
+  comm_.allReduce(t, op)->wait();
   return t.item<double>();
 }
 
@@ -200,6 +200,13 @@ RunSummary Trainer::run(const std::function<bool()>& stop_requested) {
     log_.info("model ", model::parameterCount(job.model), " parameters, ", flops_per_token / 1e6,
               " MFLOP/token; MFU peak ", peak / 1e9, " GFLOP/s per rank (",
               job.logging.peak_tflops > 0 ? "logging.peak_tflops" : "measured float32 GEMM", "); BLAS ", blas);
+  }
+  const double state_bytes = static_cast<double>(optimizer_->stateBytes());
+  const double total_state = reduceScalar(state_bytes);
+  const double max_state = reduceScalar(state_bytes, dist::ReduceOp::kMax);
+  if (lead) {
+    log_.info("optimizer state: ", max_state / (1 << 20), " MiB on the largest rank, ", total_state / (1 << 20),
+              " MiB over ", comm_.size(), " rank(s)", job.parallel.zero1 ? " (ZeRO-1)" : "");
   }
   if (blas.find("openblas") == std::string::npos) {
     log_.warning("libtorch is not using OpenBLAS (", blas, "): on Debian the reference BLAS is ~20x slower; ",

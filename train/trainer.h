@@ -65,7 +65,7 @@ class Trainer {
   };
 
   StepResult trainStep(double lr);
-  double reduceScalar(double value);
+  double reduceScalar(double value, dist::ReduceOp op = dist::ReduceOp::kSum);
   /// Loads a checkpoint's weights, data cursor, RNG and counters; returns its
   /// optimizer state file, loaded once the optimizer exists.
   std::string resumeFrom(const std::string& checkpoint_dir);
