@@ -8,6 +8,8 @@
 
 #include <netdb.h>
 #include <sys/socket.h>
+#include <algorithm>
+#include <chrono>
 
 namespace loom::dist {
 namespace {
@@ -32,6 +34,11 @@ void checkResolves(const std::string& host, int port) {
                    "a name or address of rank 0's host");
 }
 
+// c10d's connect loop counts whole seconds: below 1 s it gives up before trying.
+std::chrono::milliseconds storeTimeout(std::chrono::milliseconds timeout) {
+  return std::max<std::chrono::milliseconds>(std::chrono::ceil<std::chrono::seconds>(timeout), std::chrono::seconds(1));
+}
+
 void checkPort(int port, bool server) {
   LOOM_CHECK_INPUT(port >= (server ? 0 : 1) && port <= 65535, "rendezvous: store port ", port,
                    " is not a TCP port (MASTER_PORT must be 1..65535)");
@@ -47,7 +54,7 @@ c10::intrusive_ptr<c10d::TCPStore> hostStore(const std::string& host, int port, 
   opts.isServer = true;
   opts.numWorkers = static_cast<size_t>(world_size);
   opts.waitWorkers = false;  // storeBarrier() waits, and names who is missing
-  opts.timeout = timeout;
+  opts.timeout = storeTimeout(timeout);
   try {
     return c10::make_intrusive<c10d::TCPStore>(host, opts);
   } catch (const std::exception& e) {
@@ -68,7 +75,7 @@ c10::intrusive_ptr<c10d::TCPStore> joinStore(const std::string& host, int port, 
   opts.port = static_cast<uint16_t>(port);
   opts.isServer = false;
   opts.waitWorkers = false;
-  opts.timeout = timeout;
+  opts.timeout = storeTimeout(timeout);
   try {
     return c10::make_intrusive<c10d::TCPStore>(host, opts);
   } catch (const std::exception& e) {
