@@ -8,6 +8,8 @@
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
 
+#include <algorithm>
+
 namespace loom::parallel {
 namespace {
 
@@ -86,13 +88,24 @@ void GradientReducer::armForLastBackward() {
   armed_ = true;
   next_launch_ = 0;
   works_.clear();
+  in_flight_.clear();
+  completed_ = 0;
   for (size_t b = 0; b < plan_.buckets.size(); ++b) {
     pending_[b] = static_cast<int>(plan_.buckets[b].slots.size());
   }
 }
 
+// Completions are noticed in launch order, whenever a hook runs: cheap, and
+// precise enough to tell communication that hid behind backward from the rest.
+void GradientReducer::noteCompletions() {
+  while (completed_ < works_.size() && works_[completed_]->isCompleted()) {
+    in_flight_[completed_++].second = Clock::now();
+  }
+}
+
 void GradientReducer::onGradReady(int param) {
   if (!armed_) return;
+  noteCompletions();
   const size_t b = static_cast<size_t>(plan_.where[static_cast<size_t>(param)].first);
   if (--pending_[b] > 0) return;
   // Launch this bucket and every later one that is complete, in plan order.
@@ -100,10 +113,11 @@ void GradientReducer::onGradReady(int param) {
 }
 
 void GradientReducer::launch(size_t b) {
-  if (works_.empty()) first_launch_ = Clock::now();
+  in_flight_.emplace_back(Clock::now(), Clock::time_point{});
   at::Tensor& buffer = buffers_[b];
   if (!opts_.shard) {
     works_.push_back(comm_.allReduce(buffer, dist::ReduceOp::kSum));
+    noteCompletions();
     return;
   }
   c10::NoGradGuard no_grad;
@@ -115,6 +129,7 @@ void GradientReducer::launch(size_t b) {
     chunksView(buffer, bucket, slot).copy_(source.view({bucket.shards, slot.chunk}));
   }
   works_.push_back(comm_.reduceScatter(buffer, shard_grads_[b], dist::ReduceOp::kSum));
+  noteCompletions();
 }
 
 ReduceStats GradientReducer::finish() {
@@ -123,12 +138,20 @@ ReduceStats GradientReducer::finish() {
   // Buckets whose parameters got no gradient in this backward reduce their zeros.
   for (size_t b = next_launch_; b < plan_.buckets.size(); ++b) pending_[b] = 0;
   while (next_launch_ < plan_.buckets.size()) launch(next_launch_++);
+  noteCompletions();
   for (auto& work : works_) work->wait();
   const auto done = Clock::now();
+  for (size_t i = completed_; i < in_flight_.size(); ++i) in_flight_[i].second = done;
   armed_ = false;
   ReduceStats stats;
   stats.buckets = static_cast<int>(works_.size());
-  stats.comm_ms = msBetween(first_launch_, done);
+  // The union of the in-flight intervals (launched in order, so one sweep merges them).
+  Clock::time_point covered_until{};
+  for (const auto& [launched, completed] : in_flight_) {
+    const Clock::time_point from = std::max(launched, covered_until);
+    if (completed > from) stats.comm_ms += msBetween(from, completed);
+    covered_until = std::max(covered_until, completed);
+  }
   stats.exposed_ms = msBetween(backward_end, done);
   works_.clear();
   return stats;

@@ -41,7 +41,8 @@ struct ReducerOptions {
 };
 
 struct ReduceStats {
-  double comm_ms = 0;     ///< first launch to last completion
+  double comm_ms = 0;     ///< time at least one reduction was in flight (completions are observed
+                          ///< at each gradient hook and in finish(): an upper bound)
   double exposed_ms = 0;  ///< time finish() waited after backward ended
   int buckets = 0;
 };
@@ -75,6 +76,7 @@ class GradientReducer {
 
   void onGradReady(int param);
   void launch(size_t bucket);
+  void noteCompletions();
 
   std::vector<at::Tensor> params_;
   dist::Communicator& comm_;
@@ -86,9 +88,11 @@ class GradientReducer {
   std::vector<uintptr_t> hook_keys_;
   std::vector<int> pending_;  // per bucket: gradients not yet final in the armed backward
   std::vector<std::unique_ptr<dist::Work>> works_;
+  size_t completed_ = 0;  // works_[0, completed_) are known to be done
+  std::vector<std::pair<std::chrono::steady_clock::time_point, std::chrono::steady_clock::time_point>>
+      in_flight_;  // per work: launched, completion observed
   size_t next_launch_ = 0;
   bool armed_ = false;
-  std::chrono::steady_clock::time_point first_launch_;
 };
 
 }  // namespace loom::parallel
