@@ -2,7 +2,11 @@
 // replacing stale ones, and the thread defaults only where the user set none.
 #include "launcher/worker_env.h"
 
+#include "runtime/dist/identity.h"
+
 #include <gtest/gtest.h>
+
+#include <deque>
 
 namespace loom::launcher {
 namespace {
@@ -22,6 +26,28 @@ WorkerIdentity sampleIdentity() {
   id.master_port = 29400;
   id.error_file = "/tmp/x/error.json";
   return id;
+}
+
+// What the launcher writes is what a worker's rank identity reads back (runtime/dist/identity.h).
+TEST(WorkerEnvTest, WorkersReadBackTheIdentityTheLauncherWrote) {
+  const std::vector<std::string> env = workerEnvironment({"HOME=/root"}, sampleIdentity(), 3);
+  std::deque<std::string> values;  // keeps every c_str() alive (a deque never moves its elements)
+  const dist::RankIdentity id = dist::identityFromEnvironment([&](const char* name) -> const char* {
+    const auto value = findVariable(env, name);
+    if (!value) return nullptr;
+    values.push_back(*value);
+    return values.back().c_str();
+  });
+  EXPECT_EQ(id.source, "torchrun");
+  EXPECT_EQ(id.rank, 5);
+  EXPECT_EQ(id.world_size, 8);
+  EXPECT_EQ(id.local_rank, 1);
+  EXPECT_EQ(id.local_world_size, 4);
+  EXPECT_EQ(id.node_rank, 1);
+  EXPECT_EQ(id.master_addr, "10.0.0.1");
+  EXPECT_EQ(id.master_port, 29400);
+  EXPECT_TRUE(id.agent_store);
+  EXPECT_EQ(id.restart_count, 3);
 }
 
 TEST(WorkerEnvTest, SetsEveryTorchrunVariable) {
