@@ -10,12 +10,19 @@
 //   loom::rms_norm(Tensor x, Tensor weight, float eps=1e-05) -> Tensor
 //   loom::fused_add_rms_norm(Tensor x, Tensor residual, Tensor weight, float eps=1e-05)
 //       -> (Tensor out, Tensor residual_out)
+//   loom::rope(Tensor x, Tensor cos, Tensor sin, int start_pos=0) -> Tensor
+//   loom::causal_softmax(Tensor scores, float scale) -> Tensor
+//   loom::swiglu(Tensor gate, Tensor up) -> Tensor
 //
-// Both are differentiable with respect to every tensor input. The same ops are callable
+// The norms are differentiable with respect to every tensor input, rope with respect
+// to x, causal_softmax to scores, swiglu to gate and up. The same ops are callable
 // directly as the C++ functions declared below; docs/kernels.md has formulas,
 // tolerances and examples. runtime/core/build_config.h tells which features
 // (LOOM_WITH_CUDA, ...) this build has.
 #pragma once
 
+#include "kernels/torch/causal_softmax_ops.h"
 #include "kernels/torch/rms_norm_ops.h"
+#include "kernels/torch/rope_ops.h"
+#include "kernels/torch/swiglu_ops.h"
 #include "runtime/core/build_config.h"

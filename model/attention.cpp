@@ -1,11 +1,11 @@
 #include "model/attention.h"
 
+#include "kernels/torch/causal_softmax_ops.h"
 #include "runtime/core/torch_compat.h"
 
 #include <ATen/ATen.h>
 
 #include <cmath>
-#include <limits>
 
 namespace loom::model {
 namespace {
@@ -35,14 +35,14 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const RotaryEmbedding& ro
 
 // q: [B, T, H, hd], k/v: [B, T, KV, hd] -> [B, T, H, hd].
 at::Tensor AttentionImpl::attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) const {
-  const int64_t batch = q.size(0);
-  const int64_t seq = q.size(1);
   const int64_t group = heads_ / kv_heads_;
 #if LOOM_TORCH_HAS_SDPA
   const at::Tensor kx = k.repeat_interleave(group, 2).transpose(1, 2);
   const at::Tensor vx = v.repeat_interleave(group, 2).transpose(1, 2);
   return at::scaled_dot_product_attention(q.transpose(1, 2), kx, vx, {}, 0.0, /*is_causal=*/true).transpose(1, 2);
 #else
+  const int64_t batch = q.size(0);
+  const int64_t seq = q.size(1);
   // Each KV head serves its `group` query heads in one GEMM: queries are laid out
   // [B, KV, group*T, hd] so the keys need no copy per query head.
   const at::Tensor qg = q.view({batch, seq, kv_heads_, group, head_dim_})
@@ -50,12 +50,11 @@ at::Tensor AttentionImpl::attend(const at::Tensor& q, const at::Tensor& k, const
                             .reshape({batch, kv_heads_, group * seq, head_dim_});
   const at::Tensor kt = k.permute({0, 2, 3, 1});  // [B, KV, hd, T]
   const at::Tensor vg = v.permute({0, 2, 1, 3});  // [B, KV, T, hd]
-  const at::Tensor mask = at::full({seq, seq}, -std::numeric_limits<float>::infinity(), q.options()).triu(1);
-  const at::Tensor scores = at::matmul(qg, kt)
-                                .mul_(1.0 / std::sqrt(static_cast<double>(head_dim_)))
-                                .view({batch, kv_heads_, group, seq, seq}) +
-                            mask;
-  const at::Tensor probs = at::softmax(scores, -1).view({batch, kv_heads_, group * seq, seq});
+  // Scale, causal mask and softmax in one fused kernel over [B*KV*group, T, T].
+  const at::Tensor probs =
+      kernels::causalSoftmax(at::matmul(qg, kt).view({batch * kv_heads_ * group, seq, seq}),
+                             1.0 / std::sqrt(static_cast<double>(head_dim_)))
+          .view({batch, kv_heads_, group * seq, seq});
   return at::matmul(probs, vg)
       .view({batch, kv_heads_, group, seq, head_dim_})
       .permute({0, 3, 1, 2, 4});  // [B, T, KV, group, hd] == [B, T, H, hd]

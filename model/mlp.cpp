@@ -1,5 +1,7 @@
 #include "model/mlp.h"
 
+#include "kernels/torch/swiglu_ops.h"
+
 #include <ATen/ATen.h>
 
 namespace loom::model {
@@ -14,7 +16,7 @@ MlpImpl::MlpImpl(const ModelOptions& opts) {
 }
 
 at::Tensor MlpImpl::forward(const at::Tensor& x) {
-  return w2->forward(at::silu(w1->forward(x)) * w3->forward(x));
+  return w2->forward(kernels::swiglu(w1->forward(x), w3->forward(x)));
 }
 
 }  // namespace loom::model

@@ -1,5 +1,6 @@
 #include "model/rope.h"
 
+#include "kernels/torch/rope_ops.h"
 #include "runtime/core/error.h"
 
 #include <ATen/ATen.h>
@@ -21,15 +22,9 @@ RotaryEmbedding::RotaryEmbedding(int64_t head_dim, int64_t max_seq_len, double t
 
 at::Tensor RotaryEmbedding::apply(const at::Tensor& x, int64_t start_pos) const {
   const int64_t seq = x.size(1);
-  LOOM_CHECK(start_pos >= 0 && start_pos + seq <= maxSeqLen(), "RoPE: positions [", start_pos, ", ", start_pos + seq,
-             ") exceed model.max_seq_len (", maxSeqLen(), ")");
-  const int64_t pairs = x.size(3) / 2;
-  const at::Tensor cos = cos_.narrow(0, start_pos, seq).view({1, seq, 1, pairs}).to(x.scalar_type());
-  const at::Tensor sin = sin_.narrow(0, start_pos, seq).view({1, seq, 1, pairs}).to(x.scalar_type());
-  const at::Tensor pairs_view = x.unflatten(-1, {pairs, 2});
-  const at::Tensor even = pairs_view.select(-1, 0);
-  const at::Tensor odd = pairs_view.select(-1, 1);
-  return at::stack({even * cos - odd * sin, even * sin + odd * cos}, -1).flatten(-2);
+  LOOM_CHECK(start_pos >= 0 && start_pos + seq <= maxSeqLen(), "RoPE: positions [", start_pos, ", ",
+             start_pos + seq, ") exceed model.max_seq_len (", maxSeqLen(), ")");
+  return kernels::rope(x, cos_, sin_, start_pos);
 }
 
 }  // namespace loom::model

@@ -4,7 +4,8 @@
 // rotated by angle pos * theta^(-2i/hd):
 //   x'[2i]   = x[2i] cos a - x[2i+1] sin a
 //   x'[2i+1] = x[2i] sin a + x[2i+1] cos a
-// The cos/sin tables are computed once in double and stored as float.
+// The cos/sin tables are computed once in double and stored as float; the
+// rotation itself is loom's fused kernel (kernels/torch/rope_ops.h).
 #pragma once
 
 #include <ATen/core/Tensor.h>
