@@ -102,6 +102,61 @@ void copyOptimizer(const OptimizerConfig& from, OptimizerOptions& to) {
   LOOM_COPY_PRESENT(from, to, weight_decay);
 }
 
+void copyOuter(const OuterConfig& from, OuterOptions& to, std::vector<Violation>& violations) {
+  LOOM_COPY_PRESENT(from, to, sync_every);
+  LOOM_COPY_PRESENT(from, to, lr);
+  LOOM_COPY_PRESENT(from, to, momentum);
+  LOOM_COPY_PRESENT(from, to, nesterov);
+  LOOM_COPY_PRESENT(from, to, replicas);
+  LOOM_COPY_PRESENT(from, to, fragments);
+  LOOM_COPY_PRESENT(from, to, fragment_delay);
+  LOOM_COPY_PRESENT(from, to, fragment_alpha);
+  LOOM_COPY_PRESENT(from, to, delayed);
+  LOOM_COPY_PRESENT(from, to, group_size);
+  LOOM_COPY_PRESENT(from, to, consensus);
+  LOOM_COPY_PRESENT(from, to, staleness_penalty);
+  LOOM_COPY_PRESENT(from, to, clip);
+  if (from.has_algorithm()) {
+    switch (from.algorithm()) {
+      case OuterConfig::NONE:
+        to.algorithm = OuterAlgorithm::kNone;
+        break;
+      case OuterConfig::DILOCO:
+        to.algorithm = OuterAlgorithm::kDiLoCo;
+        break;
+      case OuterConfig::NOLOCO:
+        to.algorithm = OuterAlgorithm::kNoLoCo;
+        break;
+      case OuterConfig::CO2:
+        to.algorithm = OuterAlgorithm::kCo2;
+        break;
+      default:
+        enumViolation(*OuterConfig::descriptor()->FindFieldByName("algorithm"), from.algorithm(), violations);
+    }
+  }
+  if (from.has_codec()) {
+    switch (from.codec()) {
+      case OuterConfig::FP32:
+        to.codec = PseudoGradientCodec::kFp32;
+        break;
+      case OuterConfig::FP16:
+        to.codec = PseudoGradientCodec::kFp16;
+        break;
+      case OuterConfig::BF16:
+        to.codec = PseudoGradientCodec::kBf16;
+        break;
+      case OuterConfig::UINT8_MINMAX:
+        to.codec = PseudoGradientCodec::kUint8MinMax;
+        break;
+      case OuterConfig::UINT8_LUT:
+        to.codec = PseudoGradientCodec::kUint8Lut;
+        break;
+      default:
+        enumViolation(*OuterConfig::descriptor()->FindFieldByName("codec"), from.codec(), violations);
+    }
+  }
+}
+
 void copyLogging(const LoggingConfig& from, LoggingOptions& to, std::vector<Violation>& violations) {
   LOOM_COPY_PRESENT(from, to, log_every);
   LOOM_COPY_PRESENT(from, to, peak_tflops);
@@ -137,6 +192,36 @@ ParallelConfig::Backend toProtoBackend(CommBackend backend) {
   LOOM_CHECK(false, "unknown CommBackend ", static_cast<int>(backend));
 }
 
+OuterConfig::Algorithm toProtoAlgorithm(OuterAlgorithm algorithm) {
+  switch (algorithm) {
+    case OuterAlgorithm::kNone:
+      return OuterConfig::NONE;
+    case OuterAlgorithm::kDiLoCo:
+      return OuterConfig::DILOCO;
+    case OuterAlgorithm::kNoLoCo:
+      return OuterConfig::NOLOCO;
+    case OuterAlgorithm::kCo2:
+      return OuterConfig::CO2;
+  }
+  LOOM_CHECK(false, "unknown OuterAlgorithm ", static_cast<int>(algorithm));
+}
+
+OuterConfig::Codec toProtoCodec(PseudoGradientCodec codec) {
+  switch (codec) {
+    case PseudoGradientCodec::kFp32:
+      return OuterConfig::FP32;
+    case PseudoGradientCodec::kFp16:
+      return OuterConfig::FP16;
+    case PseudoGradientCodec::kBf16:
+      return OuterConfig::BF16;
+    case PseudoGradientCodec::kUint8MinMax:
+      return OuterConfig::UINT8_MINMAX;
+    case PseudoGradientCodec::kUint8Lut:
+      return OuterConfig::UINT8_LUT;
+  }
+  LOOM_CHECK(false, "unknown PseudoGradientCodec ", static_cast<int>(codec));
+}
+
 DataConfig::Order toProtoOrder(SampleOrder order) {
   return order == SampleOrder::kShuffled ? DataConfig::SHUFFLED : DataConfig::SEQUENTIAL;
 }
@@ -164,6 +249,7 @@ JobOptions fromProto(const LoomConfig& config, std::vector<Violation>& violation
   copyTrain(config.train(), options.train);
   copyParallel(config.parallel(), options.parallel, violations);
   copyOptimizer(config.optimizer(), options.optimizer);
+  copyOuter(config.outer(), options.outer, violations);
   copyLogging(config.logging(), options.logging, violations);
   return options;
 }
@@ -221,6 +307,23 @@ LoomConfig toProto(const JobOptions& options) {
   LOOM_COPY_TO_PROTO(o, optimizer, beta2);
   LOOM_COPY_TO_PROTO(o, optimizer, eps);
   LOOM_COPY_TO_PROTO(o, optimizer, weight_decay);
+
+  OuterConfig& outer = *config.mutable_outer();
+  outer.set_algorithm(toProtoAlgorithm(options.outer.algorithm));
+  LOOM_COPY_TO_PROTO(options.outer, outer, sync_every);
+  LOOM_COPY_TO_PROTO(options.outer, outer, lr);
+  LOOM_COPY_TO_PROTO(options.outer, outer, momentum);
+  LOOM_COPY_TO_PROTO(options.outer, outer, nesterov);
+  outer.set_codec(toProtoCodec(options.outer.codec));
+  LOOM_COPY_TO_PROTO(options.outer, outer, replicas);
+  LOOM_COPY_TO_PROTO(options.outer, outer, fragments);
+  LOOM_COPY_TO_PROTO(options.outer, outer, fragment_delay);
+  LOOM_COPY_TO_PROTO(options.outer, outer, fragment_alpha);
+  LOOM_COPY_TO_PROTO(options.outer, outer, delayed);
+  LOOM_COPY_TO_PROTO(options.outer, outer, group_size);
+  LOOM_COPY_TO_PROTO(options.outer, outer, consensus);
+  LOOM_COPY_TO_PROTO(options.outer, outer, staleness_penalty);
+  LOOM_COPY_TO_PROTO(options.outer, outer, clip);
 
   config.mutable_elastic();
 

@@ -83,11 +83,63 @@ enum class CommBackend {
 };
 
 struct ParallelOptions {
-  int64_t dp = -1;                        ///< data-parallel ranks; -1 = the whole world
+  int64_t dp = -1;  ///< data-parallel ranks; -1 = the whole world
   CommBackend backend = CommBackend::kGloo;
-  double bucket_mb = 1.0;                 ///< MiB of gradients per reduction bucket
-  bool zero1 = false;                     ///< shard optimizer state over data-parallel ranks (ZeRO-1)
-  double timeout_s = 600;                 ///< seconds any collective may take before the job fails
+  double bucket_mb = 1.0;  ///< MiB of gradients per reduction bucket
+  bool zero1 = false;      ///< shard optimizer state over data-parallel ranks (ZeRO-1)
+  double timeout_s = 600;  ///< seconds any collective may take before the job fails
+};
+
+/// How replicas agree when an outer optimizer runs (docs/outer.md).
+enum class OuterAlgorithm {
+  kNone,    ///< synchronous data parallelism: gradients all-reduced every step
+  kDiLoCo,  ///< every sync_every steps, Nesterov SGD on the averaged pseudo-gradient
+  kNoLoCo,  ///< no collective: pairwise averaging with a peer chosen from the step number
+  kCo2,     ///< one-round-stale outer all-reduce overlapped with local steps; penalty and clip
+};
+
+/// How pseudo-gradients travel between replicas (optim/outer/codec.h).
+enum class PseudoGradientCodec {
+  kFp32,         ///< lossless
+  kFp16,         ///< IEEE half, values clamped to +-65504
+  kBf16,         ///< bfloat16, round to nearest even
+  kUint8MinMax,  ///< 8 bits between the block's min and max (truncating, PCCL's MIN_MAX)
+  kUint8Lut,     ///< 8 bits over +-3 sigma with a 256-entry table of bin means (prime/INTELLECT-1)
+};
+
+/// The outer optimizer. lr, momentum and consensus have per-algorithm defaults,
+/// so their zero/negative sentinels mean "the algorithm's default" (effective*()).
+/// runtime/config/validate.cpp checks the ranges; that replicas divides the world
+/// size and group_size the replica count is checked by the trainer at start-up.
+struct OuterOptions {
+  OuterAlgorithm algorithm = OuterAlgorithm::kNone;
+  int64_t sync_every = 50;  ///< H: inner steps between a replica's syncs
+  double lr = 0;            ///< outer learning rate; 0 = DiLoCo 0.7, NoLoCo 0.7, CO2 1.0
+  double momentum = -1;     ///< outer momentum; -1 = DiLoCo 0.9, NoLoCo 0.5, CO2 0
+  bool nesterov = true;     ///< DiLoCo: PyTorch SGD(nesterov=True); false: heavy-ball
+  PseudoGradientCodec codec = PseudoGradientCodec::kFp32;
+  int64_t replicas = 0;          ///< model replicas; 0 = one per rank; ranks of a replica run sync DP inside it
+  int64_t fragments = 1;         ///< streaming DiLoCo: P fragments, one synced every sync_every / P steps
+  int64_t fragment_delay = 0;    ///< streaming DiLoCo: tau, steps a fragment's sync overlaps
+  double fragment_alpha = 0;     ///< streaming DiLoCo: alpha, weight of local progress kept at a sync
+  bool delayed = false;          ///< DiLoCo: apply each averaged pseudo-gradient one round late (async DiLoCo)
+  int64_t group_size = 2;        ///< NoLoCo: replicas averaged together each sync
+  double consensus = -1;         ///< NoLoCo: gamma, pull towards the group mean; -1 = effectiveLr()
+  double staleness_penalty = 1;  ///< CO2: lambda, outer gradients divided by it
+  double clip = 1;               ///< CO2: phi, outer momentum clamped to [-phi, phi]; 0 = no clip
+
+  double effectiveLr() const {
+    if (lr > 0) return lr;
+    return algorithm == OuterAlgorithm::kCo2 ? 1.0 : 0.7;
+  }
+  double effectiveMomentum() const {
+    if (momentum >= 0) return momentum;
+    // CO2: fairseq-CO2 picks 0 up to 16 workers (0.2 to 32, 0.5 to 64, 0.6 beyond);
+    // a stale outer step with momentum overshoots at small scale.
+    if (algorithm == OuterAlgorithm::kCo2) return 0.0;
+    return algorithm == OuterAlgorithm::kDiLoCo ? 0.9 : 0.5;
+  }
+  double effectiveConsensus() const { return consensus >= 0 ? consensus : effectiveLr(); }
 };
 
 struct ElasticOptions {};
@@ -104,6 +156,7 @@ struct JobOptions {
   DataOptions data;
   TrainOptions train;
   OptimizerOptions optimizer;
+  OuterOptions outer;
   ParallelOptions parallel;
   ElasticOptions elastic;
   LoggingOptions logging;

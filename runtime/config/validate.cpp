@@ -159,6 +159,90 @@ void checkParallel(const ParallelOptions& p, int world_size, Checker& check) {
                 "(needs CUDA and NCCL) or use GLOO");
 }
 
+const char* algorithmName(OuterAlgorithm algorithm) {
+  switch (algorithm) {
+    case OuterAlgorithm::kNone:
+      return "NONE";
+    case OuterAlgorithm::kDiLoCo:
+      return "DILOCO";
+    case OuterAlgorithm::kNoLoCo:
+      return "NOLOCO";
+    case OuterAlgorithm::kCo2:
+      return "CO2";
+  }
+  LOOM_CHECK(false, "unknown OuterAlgorithm ", static_cast<int>(algorithm));
+}
+
+void checkOuter(const OuterOptions& outer, const ParallelOptions& parallel, int world_size, Checker& check) {
+  const char* algorithm = algorithmName(outer.algorithm);
+  check.atLeast("outer.sync_every", outer.sync_every, 1);
+  check.nonNegative("outer.lr", outer.lr);
+  check.require(outer.momentum == -1 || (outer.momentum >= 0 && outer.momentum < 1), {"outer.momentum"},
+                c10::str("outer.momentum (", outer.momentum, ") must be in [0, 1), or -1 for the algorithm's default"));
+  if (outer.consensus != -1) {
+    check.require(std::isfinite(outer.consensus) && outer.consensus >= 0, {"outer.consensus"},
+                  c10::str("outer.consensus (", outer.consensus,
+                           ") must be a finite number >= 0, or -1 to use the outer learning rate"));
+  }
+  check.atLeast("outer.replicas", outer.replicas, 0);
+  check.atLeast("outer.fragments", outer.fragments, 1);
+  check.atLeast("outer.fragment_delay", outer.fragment_delay, 0);
+  if (outer.sync_every >= 1 && outer.fragments >= 1) {
+    const bool divides = outer.sync_every % outer.fragments == 0;
+    check.require(
+        divides, {"outer.sync_every", "outer.fragments"},
+        c10::str("outer.sync_every (", outer.sync_every, ") must be a multiple of outer.fragments (", outer.fragments,
+                 "): each fragment syncs every sync_every steps, one every sync_every / fragments"));
+    const int64_t interval = outer.sync_every / outer.fragments;
+    check.require(!divides || outer.fragment_delay < interval,
+                  {"outer.fragment_delay", "outer.sync_every", "outer.fragments"},
+                  c10::str("outer.fragment_delay (", outer.fragment_delay,
+                           ") must be < outer.sync_every / outer.fragments (", outer.sync_every, " / ", outer.fragments,
+                           " = ", interval, "): a fragment's sync must land before the next fragment's starts"));
+  }
+  check.require(outer.fragment_alpha >= 0 && outer.fragment_alpha <= 1, {"outer.fragment_alpha"},
+                c10::str("outer.fragment_alpha (", outer.fragment_alpha, ") must be in [0, 1]"));
+  check.atLeast("outer.group_size", outer.group_size, 2);
+  check.positive("outer.staleness_penalty", outer.staleness_penalty);
+  check.nonNegative("outer.clip", outer.clip);
+
+  const bool diloco = outer.algorithm == OuterAlgorithm::kDiLoCo;
+  check.require(!outer.delayed || diloco, {"outer.delayed", "outer.algorithm"},
+                c10::str("outer.delayed (true) needs outer.algorithm DILOCO (not ", algorithm,
+                         "): only DiLoCo has a delayed (async) variant; set outer.delayed: false"));
+  check.require(!outer.delayed || !diloco || outer.fragments <= 1, {"outer.delayed", "outer.fragments"},
+                c10::str("outer.delayed (true) needs outer.fragments 1 (not ", outer.fragments,
+                         "): async DiLoCo is not combined with streaming fragments (outer.fragment_delay is "
+                         "streaming's overlap); drop outer.delayed or set outer.fragments: 1"));
+  const std::string streaming_only =
+      c10::str(" is streaming DiLoCo's and needs outer.algorithm DILOCO (not ", algorithm, ")");
+  check.require(diloco || outer.fragments <= 1, {"outer.fragments", "outer.algorithm"},
+                c10::str("outer.fragments (", outer.fragments, ")", streaming_only, "; set outer.fragments: 1"));
+  check.require(
+      diloco || outer.fragment_delay <= 0, {"outer.fragment_delay", "outer.algorithm"},
+      c10::str("outer.fragment_delay (", outer.fragment_delay, ")", streaming_only, "; set outer.fragment_delay: 0"));
+  check.require(
+      diloco || !(outer.fragment_alpha > 0), {"outer.fragment_alpha", "outer.algorithm"},
+      c10::str("outer.fragment_alpha (", outer.fragment_alpha, ")", streaming_only, "; set outer.fragment_alpha: 0"));
+
+  if (outer.algorithm != OuterAlgorithm::kNone && outer.replicas >= 0) {
+    const int64_t replicas = outer.replicas == 0 ? world_size : outer.replicas;
+    const bool divides = world_size % replicas == 0;
+    check.require(divides, {"outer.replicas"},
+                  c10::str("outer.replicas (", replicas, ") must divide the world size (", world_size,
+                           "): every replica has the same number of ranks"));
+    check.require(!divides || !parallel.zero1 || replicas < world_size, {"parallel.zero1", "outer.replicas"},
+                  c10::str("parallel.zero1 (true) with outer.replicas (", replicas, ") = the world size: each rank is ",
+                           "its own replica, so there is no data-parallel group inside a replica to shard over; set ",
+                           "outer.replicas to fewer than the ranks, or drop parallel.zero1"));
+    check.require(
+        outer.algorithm != OuterAlgorithm::kNoLoCo || outer.group_size < 2 || replicas % outer.group_size == 0,
+        {"outer.group_size", "outer.replicas"},
+        c10::str("outer.group_size (", outer.group_size, ") must divide the number of replicas (", replicas,
+                 "): NoLoCo partitions the replicas into equal groups every sync"));
+  }
+}
+
 }  // namespace
 
 std::vector<Violation> findViolations(const JobOptions& options, int world_size) {
@@ -169,6 +253,7 @@ std::vector<Violation> findViolations(const JobOptions& options, int world_size)
   checkTrain(options.train, world_size, check);
   checkParallel(options.parallel, world_size, check);
   checkOptimizer(options.optimizer, check);
+  checkOuter(options.outer, options.parallel, world_size, check);
   check.atLeast("logging.log_every", options.logging.log_every, 1);
   check.nonNegative("logging.peak_tflops", options.logging.peak_tflops);
   return check.take();

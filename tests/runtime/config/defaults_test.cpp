@@ -1,5 +1,5 @@
 // Defaults come from options.h alone; the effective config lists every field
-// and parses back to the same options; the shipped tiny config is valid.
+// and parses back to the same options; every shipped config is valid.
 #include "runtime/config/convert.h"
 #include "runtime/config/loader.h"
 #include "runtime/core/error.h"
@@ -8,6 +8,9 @@
 
 #include <google/protobuf/text_format.h>
 #include <gtest/gtest.h>
+
+#include <filesystem>
+#include <set>
 
 namespace loom::config {
 namespace {
@@ -52,7 +55,7 @@ void expectEveryFieldPresent(const Message& message, const std::string& path) {
 }
 
 TEST(DefaultsTest, EffectiveConfigListsEveryField) {
-  for (const JobOptions& options : {JobOptions{}, test::nonDefaultOptions()}) {
+  for (const JobOptions& options : {JobOptions{}, test::nonDefaultOptions(), test::nonDefaultDelayedOptions()}) {
     LoomConfig parsed;
     ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(effectiveConfigText(options), &parsed));
     expectEveryFieldPresent(parsed, "");
@@ -60,9 +63,10 @@ TEST(DefaultsTest, EffectiveConfigListsEveryField) {
 }
 
 TEST(DefaultsTest, EffectiveConfigRoundTripsExactly) {
-  const JobOptions options = test::nonDefaultOptions();
-  const std::string text = effectiveConfigText(options);
-  test::expectSameOptions(options, parseJobConfig(text, "effective.pbtxt", {}, 2));
+  for (const JobOptions& options : {test::nonDefaultOptions(), test::nonDefaultDelayedOptions()}) {
+    const std::string text = effectiveConfigText(options);
+    test::expectSameOptions(options, parseJobConfig(text, "effective.pbtxt", {}, 2));
+  }
 
   JobOptions defaults;
   defaults.data.train_path = "t.bin";
@@ -73,9 +77,48 @@ TEST(DefaultsTest, EffectiveConfigOfTheDefaultsSpellsThemOut) {
   const std::string text = effectiveConfigText(JobOptions{});
   for (const char* line : {"  vocab_size: 257\n", "  norm_eps: 1e-05\n", "  order: SHUFFLED\n", "  seed: 1234\n",
                            "  out_dir: \"runs/tiny\"\n", "  resume: true\n", "  dp: -1\n", "  lr: 0.003\n",
-                           "  level: INFO\n", "elastic {\n}\n"}) {
+                           "  level: INFO\n", "elastic {\n}\n", "outer {\n  algorithm: NONE\n", "  sync_every: 50\n",
+                           "  momentum: -1\n", "  codec: FP32\n", "  consensus: -1\n"}) {
     EXPECT_NE(text.find(line), std::string::npos) << "missing " << line << "in\n" << text;
   }
+}
+
+// Every enum value of the outer section survives toProto and fromProto.
+TEST(DefaultsTest, EveryOuterAlgorithmAndCodecConverts) {
+  for (OuterAlgorithm algorithm :
+       {OuterAlgorithm::kNone, OuterAlgorithm::kDiLoCo, OuterAlgorithm::kNoLoCo, OuterAlgorithm::kCo2}) {
+    for (PseudoGradientCodec codec :
+         {PseudoGradientCodec::kFp32, PseudoGradientCodec::kFp16, PseudoGradientCodec::kBf16,
+          PseudoGradientCodec::kUint8MinMax, PseudoGradientCodec::kUint8Lut}) {
+      JobOptions options;
+      options.outer.algorithm = algorithm;
+      options.outer.codec = codec;
+      std::vector<Violation> violations;
+      test::expectSameOptions(options, fromProto(toProto(options), violations));
+      EXPECT_TRUE(violations.empty());
+    }
+  }
+}
+
+TEST(DefaultsTest, OuterSentinelsResolvePerAlgorithm) {
+  OuterOptions outer;
+  outer.algorithm = OuterAlgorithm::kDiLoCo;
+  EXPECT_EQ(outer.effectiveLr(), 0.7);
+  EXPECT_EQ(outer.effectiveMomentum(), 0.9);
+  outer.algorithm = OuterAlgorithm::kNoLoCo;
+  EXPECT_EQ(outer.effectiveLr(), 0.7);
+  EXPECT_EQ(outer.effectiveMomentum(), 0.5);
+  EXPECT_EQ(outer.effectiveConsensus(), 0.7);
+  outer.algorithm = OuterAlgorithm::kCo2;
+  EXPECT_EQ(outer.effectiveLr(), 1.0);
+  EXPECT_EQ(outer.effectiveMomentum(), 0.0);
+  outer.lr = 0.3;
+  outer.momentum = 0;
+  EXPECT_EQ(outer.effectiveLr(), 0.3);
+  EXPECT_EQ(outer.effectiveMomentum(), 0);
+  EXPECT_EQ(outer.effectiveConsensus(), 0.3);
+  outer.consensus = 0;
+  EXPECT_EQ(outer.effectiveConsensus(), 0);
 }
 
 TEST(DefaultsTest, TinyConfigLoadsForOneAndTwoRanks) {
@@ -110,6 +153,58 @@ TEST(DefaultsTest, TinyConfigLoadsForOneAndTwoRanks) {
     expected.logging.log_every = 10;
     test::expectSameOptions(expected, o);
   }
+}
+
+// The tiny job with an outer section: configs/<name>.pbtxt.
+JobOptions expectedOuterConfig(const std::string& name) {
+  JobOptions expected = loadJobConfig(test::sourcePath("configs/tiny.pbtxt"), {}, 1);
+  expected.train.out_dir = "runs/" + name;
+  expected.outer.sync_every = 50;
+  if (name == "diloco") {
+    expected.outer.algorithm = OuterAlgorithm::kDiLoCo;
+    expected.outer.codec = PseudoGradientCodec::kFp16;
+  } else if (name == "noloco") {
+    expected.outer.algorithm = OuterAlgorithm::kNoLoCo;
+    expected.outer.group_size = 2;
+  } else {
+    expected.outer.algorithm = OuterAlgorithm::kCo2;
+    expected.outer.clip = 1.0;
+  }
+  return expected;
+}
+
+TEST(DefaultsTest, OuterConfigsAreTheTinyJobWithAnOuterSection) {
+  for (const char* name : {"diloco", "noloco", "co2"}) {
+    for (int world : {2, 4}) {  // NoLoCo needs pairs of replicas
+      SCOPED_TRACE(std::string(name) + ", world " + std::to_string(world));
+      test::expectSameOptions(expectedOuterConfig(name),
+                              loadJobConfig(test::sourcePath(std::string("configs/") + name + ".pbtxt"), {}, world));
+    }
+  }
+}
+
+// Every shipped config passes validation and writes to its own directory.
+TEST(DefaultsTest, EveryShippedConfigLoads) {
+  std::set<std::string> out_dirs;
+  size_t count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(test::sourcePath("configs"))) {
+    if (entry.path().extension() != ".pbtxt") continue;
+    ++count;
+    for (int world : {2, 4}) {  // configs/noloco.pbtxt pairs replicas: it needs an even world
+      JobOptions options;
+      try {
+        options = loadJobConfig(entry.path().string(), {}, world);
+      } catch (const InputError& e) {
+        ADD_FAILURE() << entry.path() << ", world " << world << ":\n" << errorMessage(e);
+        continue;
+      }
+      if (world == 2) {
+        EXPECT_TRUE(out_dirs.insert(options.train.out_dir).second)
+            << entry.path() << " reuses " << options.train.out_dir;
+      }
+    }
+  }
+  EXPECT_GE(count, 4u);
 }
 
 }  // namespace

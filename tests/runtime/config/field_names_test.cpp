@@ -30,6 +30,7 @@ TEST(FieldNamesTest, SectionLabels) {
   EXPECT_EQ(sectionLabel(*LoomConfig::descriptor()), "config");
   EXPECT_EQ(sectionLabel(*ModelConfig::descriptor()), "model");
   EXPECT_EQ(sectionLabel(*LoggingConfig::descriptor()), "logging");
+  EXPECT_EQ(sectionLabel(*OuterConfig::descriptor()), "outer");
 }
 
 TEST(FieldNamesTest, UnknownFieldMessages) {
@@ -38,12 +39,21 @@ TEST(FieldNamesTest, UnknownFieldMessages) {
   EXPECT_EQ(unknownFieldMessage(*ElasticConfig::descriptor(), "x"), "elastic has no field \"x\" (fields: none yet)");
   EXPECT_EQ(unknownFieldMessage(*LoomConfig::descriptor(), "trian"),
             "config has no section \"trian\" (did you mean \"train\"? sections: model, data, train, parallel, "
-            "optimizer, elastic, logging)");
+            "optimizer, outer, elastic, logging)");
+  EXPECT_EQ(unknownFieldMessage(*OuterConfig::descriptor(), "sync_evry"),
+            "outer has no field \"sync_evry\" (did you mean \"sync_every\"? fields: algorithm, sync_every, lr, "
+            "momentum, nesterov, codec, replicas, fragments, fragment_delay, fragment_alpha, delayed, group_size, "
+            "consensus, staleness_penalty, clip)");
+  EXPECT_EQ(unknownFieldMessage(*LoomConfig::descriptor(), "outter"),
+            "config has no section \"outter\" (did you mean \"outer\"? sections: model, data, train, parallel, "
+            "optimizer, outer, elastic, logging)");
 }
 
 TEST(FieldNamesTest, ValidEnumNamesLeaveOutUnspecified) {
   EXPECT_EQ(validEnumNames(*DataConfig::Order_descriptor()), "SHUFFLED, SEQUENTIAL");
   EXPECT_EQ(validEnumNames(*LoggingConfig::Level_descriptor()), "DEBUG, INFO, WARNING, ERROR");
+  EXPECT_EQ(validEnumNames(*OuterConfig::Algorithm_descriptor()), "NONE, DILOCO, NOLOCO, CO2");
+  EXPECT_EQ(validEnumNames(*OuterConfig::Codec_descriptor()), "FP32, FP16, BF16, UINT8_MINMAX, UINT8_LUT");
 }
 
 }  // namespace

@@ -42,6 +42,21 @@ void expectSameOptions(const JobOptions& expected, const JobOptions& actual) {
   LOOM_EXPECT_FIELD(optimizer, beta2);
   LOOM_EXPECT_FIELD(optimizer, eps);
   LOOM_EXPECT_FIELD(optimizer, weight_decay);
+  LOOM_EXPECT_FIELD(outer, algorithm);
+  LOOM_EXPECT_FIELD(outer, sync_every);
+  LOOM_EXPECT_FIELD(outer, lr);
+  LOOM_EXPECT_FIELD(outer, momentum);
+  LOOM_EXPECT_FIELD(outer, nesterov);
+  LOOM_EXPECT_FIELD(outer, codec);
+  LOOM_EXPECT_FIELD(outer, replicas);
+  LOOM_EXPECT_FIELD(outer, fragments);
+  LOOM_EXPECT_FIELD(outer, fragment_delay);
+  LOOM_EXPECT_FIELD(outer, fragment_alpha);
+  LOOM_EXPECT_FIELD(outer, delayed);
+  LOOM_EXPECT_FIELD(outer, group_size);
+  LOOM_EXPECT_FIELD(outer, consensus);
+  LOOM_EXPECT_FIELD(outer, staleness_penalty);
+  LOOM_EXPECT_FIELD(outer, clip);
   LOOM_EXPECT_FIELD(parallel, dp);
   LOOM_EXPECT_FIELD(parallel, backend);
   LOOM_EXPECT_FIELD(parallel, bucket_mb);
@@ -89,6 +104,21 @@ JobOptions nonDefaultOptions() {
   o.optimizer.beta2 = 0.999;
   o.optimizer.eps = 1e-10;
   o.optimizer.weight_decay = 0;
+  o.outer.algorithm = OuterAlgorithm::kDiLoCo;
+  o.outer.sync_every = 30;
+  o.outer.lr = 0.45;
+  o.outer.momentum = 0;
+  o.outer.nesterov = false;
+  o.outer.codec = PseudoGradientCodec::kUint8Lut;
+  o.outer.replicas = 1;  // parallel.zero1 needs a data-parallel group inside each replica
+  o.outer.fragments = 3;
+  o.outer.fragment_delay = 9;  // < 30 / 3
+  o.outer.fragment_alpha = 0.5;
+  o.outer.delayed = false;  // the default: delayed needs fragments 1 (see nonDefaultDelayedOptions)
+  o.outer.group_size = 4;
+  o.outer.consensus = 0.1;
+  o.outer.staleness_penalty = 2.5;
+  o.outer.clip = 0;
   o.parallel.dp = 2;
   o.parallel.backend = CommBackend::kMpi;
   o.parallel.bucket_mb = 0.25;
@@ -97,6 +127,13 @@ JobOptions nonDefaultOptions() {
   o.logging.log_every = 1;
   o.logging.level = LogLevel::kDebug;
   o.logging.peak_tflops = 123.456;
+  return o;
+}
+
+JobOptions nonDefaultDelayedOptions() {
+  JobOptions o = nonDefaultOptions();
+  o.outer.delayed = true;
+  o.outer.fragments = 1;
   return o;
 }
 

@@ -10,7 +10,13 @@ namespace loom::test {
 /// `expected`; doubles must match exactly (the config round-trips bit for bit).
 void expectSameOptions(const JobOptions& expected, const JobOptions& actual);
 
-/// Every field differs from JobOptions{}; valid for a world of 2 ranks (parallel.dp = 2).
+/// Every field differs from JobOptions{} except outer.delayed, which cannot be
+/// combined with streaming DiLoCo's outer.fragments; valid for a world of 2
+/// ranks (parallel.dp = 2).
 JobOptions nonDefaultOptions();
+
+/// nonDefaultOptions() with outer.delayed = true, so outer.fragments is back at 1;
+/// valid for a world of 2 ranks.
+JobOptions nonDefaultDelayedOptions();
 
 }  // namespace loom::test

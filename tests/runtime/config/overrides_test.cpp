@@ -54,6 +54,34 @@ TEST(OverridesTest, ValuesUseTextFormatSyntax) {
   EXPECT_EQ(o.parallel.dp, -1);
 }
 
+TEST(OverridesTest, OuterSectionOverrides) {
+  const JobOptions o = parse({"outer.algorithm=DILOCO", "outer.codec=FP16", "outer.sync_every=20", "outer.lr=0.5",
+                              "outer.momentum=-1", "outer.nesterov=false", "outer.replicas=2", "outer.fragments=4",
+                              "outer.fragment_delay=1", "outer.fragment_alpha=0.5"},
+                             4);
+  EXPECT_EQ(o.outer.algorithm, OuterAlgorithm::kDiLoCo);
+  EXPECT_EQ(o.outer.codec, PseudoGradientCodec::kFp16);
+  EXPECT_EQ(o.outer.sync_every, 20);
+  EXPECT_EQ(o.outer.lr, 0.5);
+  EXPECT_EQ(o.outer.momentum, -1);
+  EXPECT_FALSE(o.outer.nesterov);
+  EXPECT_EQ(o.outer.replicas, 2);
+  EXPECT_EQ(o.outer.fragments, 4);
+  EXPECT_EQ(o.outer.fragment_delay, 1);
+  EXPECT_EQ(o.outer.fragment_alpha, 0.5);
+  const JobOptions noloco = parse({"outer.algorithm=NOLOCO", "outer.group_size=4", "outer.consensus=0.25"}, 4);
+  EXPECT_EQ(noloco.outer.algorithm, OuterAlgorithm::kNoLoCo);
+  EXPECT_EQ(noloco.outer.group_size, 4);
+  EXPECT_EQ(noloco.outer.consensus, 0.25);
+  const JobOptions co2 =
+      parse({"outer.algorithm=CO2", "outer.codec=UINT8_LUT", "outer.staleness_penalty=2", "outer.clip=0"});
+  EXPECT_EQ(co2.outer.algorithm, OuterAlgorithm::kCo2);
+  EXPECT_EQ(co2.outer.codec, PseudoGradientCodec::kUint8Lut);
+  EXPECT_EQ(co2.outer.staleness_penalty, 2);
+  EXPECT_EQ(co2.outer.clip, 0);
+  EXPECT_TRUE(parse({"outer.algorithm=DILOCO", "outer.delayed=true"}).outer.delayed);
+}
+
 TEST(OverridesTest, StringsMayBeQuotedOrNot) {
   EXPECT_EQ(parse({"data.val_path=runs/a b=c.bin"}).data.val_path, "runs/a b=c.bin");
   EXPECT_EQ(parse({"data.val_path=\"quoted \\\"q\\\".bin\""}).data.val_path, "quoted \"q\".bin");
@@ -71,6 +99,12 @@ TEST(OverridesTest, InvalidValueNamesFieldAndType) {
             "--set data.order=RANDOM: invalid value \"RANDOM\" for data.order (one of SHUFFLED, SEQUENTIAL)");
   EXPECT_EQ(overrideError({"data.val_path=\"open"}),
             "--set data.val_path=\"open: invalid value \"\"open\" for data.val_path (string)");
+  EXPECT_EQ(overrideError({"outer.algorithm=LOCALSGD"}),
+            "--set outer.algorithm=LOCALSGD: invalid value \"LOCALSGD\" for outer.algorithm (one of NONE, DILOCO, "
+            "NOLOCO, CO2)");
+  EXPECT_EQ(overrideError({"outer.codec=INT4"}),
+            "--set outer.codec=INT4: invalid value \"INT4\" for outer.codec (one of FP32, FP16, BF16, UINT8_MINMAX, "
+            "UINT8_LUT)");
 }
 
 TEST(OverridesTest, UnknownFieldSuggestsTheClosest) {
@@ -79,10 +113,17 @@ TEST(OverridesTest, UnknownFieldSuggestsTheClosest) {
             "layers, heads, kv_heads, ffn_dim, norm_eps, rope_theta, init_std, max_seq_len)");
 }
 
+TEST(OverridesTest, UnknownOuterFieldSuggestsTheClosest) {
+  EXPECT_EQ(overrideError({"outer.fragment=2"}),
+            "--set outer.fragment=2: outer has no field \"fragment\" (did you mean \"fragments\"? fields: "
+            "algorithm, sync_every, lr, momentum, nesterov, codec, replicas, fragments, fragment_delay, "
+            "fragment_alpha, delayed, group_size, consensus, staleness_penalty, clip)");
+}
+
 TEST(OverridesTest, UnknownSectionSuggestsTheClosest) {
   EXPECT_EQ(overrideError({"optimiser.lr=1"}),
             "--set optimiser.lr=1: config has no section \"optimiser\" (did you mean \"optimizer\"? sections: model, "
-            "data, train, parallel, optimizer, elastic, logging)");
+            "data, train, parallel, optimizer, outer, elastic, logging)");
 }
 
 TEST(OverridesTest, MalformedOverrides) {
@@ -113,6 +154,9 @@ TEST(OverridesTest, ViolationsPointAtTheOverrideThatSetTheValue) {
             "--set train.global_batch=6: train.global_batch (6) must be divisible by the world size (4)");
   EXPECT_EQ(overrideError({"optimizer.min_lr=inf"}),
             "--set optimizer.min_lr=inf: optimizer.min_lr (inf) must be a finite number");
+  EXPECT_EQ(overrideError({"outer.fragments=3", "outer.algorithm=DILOCO"}),
+            "--set outer.fragments=3: outer.sync_every (50) must be a multiple of outer.fragments (3): each fragment "
+            "syncs every sync_every steps, one every sync_every / fragments");
 }
 
 TEST(OverridesTest, BadOverrideLeavesTheConfigUnchanged) {

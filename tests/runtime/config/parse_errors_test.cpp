@@ -48,7 +48,7 @@ TEST(ParseErrorsTest, UnknownFieldFarFromEveryNameGetsNoSuggestion) {
 TEST(ParseErrorsTest, UnknownSectionListsTheSections) {
   EXPECT_EQ(parseError("\nmodle { dim: 8 }\n"),
             "job.pbtxt:2:1: config has no section \"modle\" (did you mean \"model\"? sections: model, data, train, "
-            "parallel, optimizer, elastic, logging)");
+            "parallel, optimizer, outer, elastic, logging)");
 }
 
 TEST(ParseErrorsTest, StringForIntegerPointsAtTheValue) {
@@ -121,6 +121,24 @@ TEST(ParseErrorsTest, UnspecifiedEnumValuesAreRejected) {
                        "logging {\n  level: 9\n}\n"),
             "job.pbtxt:3:3: data.order (ORDER_UNSPECIFIED) must be one of SHUFFLED, SEQUENTIAL\n"
             "job.pbtxt:6:3: logging.level (9) must be one of DEBUG, INFO, WARNING, ERROR");
+  EXPECT_EQ(parseError("data {\n  train_path: \"t.bin\"\n}\n"
+                       "outer {\n  algorithm: ALGORITHM_UNSPECIFIED\n  codec: 7\n}\n"),
+            "job.pbtxt:5:3: outer.algorithm (ALGORITHM_UNSPECIFIED) must be one of NONE, DILOCO, NOLOCO, CO2\n"
+            "job.pbtxt:6:3: outer.codec (7) must be one of FP32, FP16, BF16, UINT8_MINMAX, UINT8_LUT");
+  EXPECT_EQ(parseError("data {\n  train_path: \"t.bin\"\n}\nouter {\n  codec: CODEC_UNSPECIFIED\n}\n"),
+            "job.pbtxt:5:3: outer.codec (CODEC_UNSPECIFIED) must be one of FP32, FP16, BF16, UINT8_MINMAX, UINT8_LUT");
+}
+
+TEST(ParseErrorsTest, OuterRulesPointAtTheFieldSetInTheFile) {
+  EXPECT_EQ(parseError("data {\n  train_path: \"t.bin\"\n}\n"
+                       "outer {\n  algorithm: CO2\n  fragments: 2\n}\n"),
+            "job.pbtxt:6:3: outer.fragments (2) is streaming DiLoCo's and needs outer.algorithm DILOCO (not CO2); "
+            "set outer.fragments: 1");
+  EXPECT_EQ(parseError("data {\n  train_path: \"t.bin\"\n}\nparallel {\n  zero1: true\n}\n"
+                       "outer {\n  algorithm: DILOCO\n}\n"),
+            "job.pbtxt:5:3: parallel.zero1 (true) with outer.replicas (1) = the world size: each rank is its own "
+            "replica, so there is no data-parallel group inside a replica to shard over; set outer.replicas to fewer "
+            "than the ranks, or drop parallel.zero1");
 }
 
 TEST(ParseErrorsTest, LoadNamesTheFileInEveryPosition) {

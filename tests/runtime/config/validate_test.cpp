@@ -104,6 +104,99 @@ TEST(ValidateTest, EachRuleReportsItsFieldAndValue) {
       {"eps", [](JobOptions& o) { o.optimizer.eps = 0; }, "optimizer.eps (0) must be > 0"},
       {"weight_decay", [&](JobOptions& o) { o.optimizer.weight_decay = -kInf; },
        "optimizer.weight_decay (-inf) must be a finite number"},
+      {"outer sync_every", [](JobOptions& o) { o.outer.sync_every = 0; }, "outer.sync_every (0) must be >= 1"},
+      {"outer lr", [](JobOptions& o) { o.outer.lr = -0.5; }, "outer.lr (-0.5) must be >= 0"},
+      {"outer lr inf", [&](JobOptions& o) { o.outer.lr = kInf; }, "outer.lr (inf) must be a finite number"},
+      {"outer momentum 1", [](JobOptions& o) { o.outer.momentum = 1; },
+       "outer.momentum (1) must be in [0, 1), or -1 for the algorithm's default"},
+      {"outer momentum negative", [](JobOptions& o) { o.outer.momentum = -0.5; },
+       "outer.momentum (-0.5) must be in [0, 1), or -1 for the algorithm's default"},
+      {"outer momentum nan", [&](JobOptions& o) { o.outer.momentum = nan; },
+       "outer.momentum (nan) must be in [0, 1), or -1 for the algorithm's default"},
+      {"outer consensus", [](JobOptions& o) { o.outer.consensus = -2; },
+       "outer.consensus (-2) must be a finite number >= 0, or -1 to use the outer learning rate"},
+      {"outer consensus inf", [&](JobOptions& o) { o.outer.consensus = kInf; },
+       "outer.consensus (inf) must be a finite number >= 0, or -1 to use the outer learning rate"},
+      {"outer replicas", [](JobOptions& o) { o.outer.replicas = -1; }, "outer.replicas (-1) must be >= 0"},
+      {"outer fragments", [](JobOptions& o) { o.outer.fragments = 0; }, "outer.fragments (0) must be >= 1"},
+      {"outer fragments divide sync_every",
+       [](JobOptions& o) {
+         o.outer.algorithm = OuterAlgorithm::kDiLoCo;
+         o.outer.fragments = 3;
+       },
+       "outer.sync_every (50) must be a multiple of outer.fragments (3): each fragment syncs every sync_every steps, "
+       "one every sync_every / fragments"},
+      {"outer fragment_delay negative", [](JobOptions& o) { o.outer.fragment_delay = -1; },
+       "outer.fragment_delay (-1) must be >= 0"},
+      {"outer fragment_delay too long",
+       [](JobOptions& o) {
+         o.outer.algorithm = OuterAlgorithm::kDiLoCo;
+         o.outer.fragments = 2;
+         o.outer.fragment_delay = 25;
+       },
+       "outer.fragment_delay (25) must be < outer.sync_every / outer.fragments (50 / 2 = 25): a fragment's sync must "
+       "land before the next fragment's starts"},
+      {"outer fragment_alpha high",
+       [](JobOptions& o) {
+         o.outer.algorithm = OuterAlgorithm::kDiLoCo;
+         o.outer.fragment_alpha = 1.5;
+       },
+       "outer.fragment_alpha (1.5) must be in [0, 1]"},
+      {"outer fragment_alpha negative", [](JobOptions& o) { o.outer.fragment_alpha = -0.1; },
+       "outer.fragment_alpha (-0.1) must be in [0, 1]"},
+      {"outer group_size", [](JobOptions& o) { o.outer.group_size = 1; }, "outer.group_size (1) must be >= 2"},
+      {"outer staleness_penalty", [](JobOptions& o) { o.outer.staleness_penalty = 0; },
+       "outer.staleness_penalty (0) must be > 0"},
+      {"outer clip", [](JobOptions& o) { o.outer.clip = -1; }, "outer.clip (-1) must be >= 0"},
+      {"outer clip nan", [&](JobOptions& o) { o.outer.clip = nan; }, "outer.clip (nan) must be a finite number"},
+      {"outer delayed without DiLoCo",
+       [](JobOptions& o) {
+         o.outer.algorithm = OuterAlgorithm::kCo2;
+         o.outer.delayed = true;
+       },
+       "outer.delayed (true) needs outer.algorithm DILOCO (not CO2): only DiLoCo has a delayed (async) variant; "
+       "set outer.delayed: false"},
+      {"outer delayed with fragments",
+       [](JobOptions& o) {
+         o.outer.algorithm = OuterAlgorithm::kDiLoCo;
+         o.outer.delayed = true;
+         o.outer.fragments = 2;
+       },
+       "outer.delayed (true) needs outer.fragments 1 (not 2): async DiLoCo is not combined with streaming fragments "
+       "(outer.fragment_delay is streaming's overlap); drop outer.delayed or set outer.fragments: 1"},
+      {"outer fragments without DiLoCo",
+       [](JobOptions& o) {
+         o.outer.algorithm = OuterAlgorithm::kCo2;
+         o.outer.fragments = 2;
+       },
+       "outer.fragments (2) is streaming DiLoCo's and needs outer.algorithm DILOCO (not CO2); set outer.fragments: 1"},
+      {"outer fragment_delay without DiLoCo", [](JobOptions& o) { o.outer.fragment_delay = 1; },
+       "outer.fragment_delay (1) is streaming DiLoCo's and needs outer.algorithm DILOCO (not NONE); set "
+       "outer.fragment_delay: 0"},
+      {"outer fragment_alpha without DiLoCo",
+       [](JobOptions& o) {
+         o.outer.algorithm = OuterAlgorithm::kCo2;
+         o.outer.fragment_alpha = 0.5;
+       },
+       "outer.fragment_alpha (0.5) is streaming DiLoCo's and needs outer.algorithm DILOCO (not CO2); set "
+       "outer.fragment_alpha: 0"},
+      {"outer with zero1 and one replica per rank",
+       [](JobOptions& o) {
+         o.outer.algorithm = OuterAlgorithm::kCo2;
+         o.parallel.zero1 = true;
+       },
+       "parallel.zero1 (true) with outer.replicas (1) = the world size: each rank is its own replica, so there is no "
+       "data-parallel group inside a replica to shard over; set outer.replicas to fewer than the ranks, or drop "
+       "parallel.zero1"},
+      {"outer replicas not dividing the world",
+       [](JobOptions& o) {
+         o.outer.algorithm = OuterAlgorithm::kDiLoCo;
+         o.outer.replicas = 3;
+       },
+       "outer.replicas (3) must divide the world size (1): every replica has the same number of ranks"},
+      {"noloco group larger than the replicas", [](JobOptions& o) { o.outer.algorithm = OuterAlgorithm::kNoLoCo; },
+       "outer.group_size (2) must divide the number of replicas (1): NoLoCo partitions the replicas into equal groups "
+       "every sync"},
       {"log_every", [](JobOptions& o) { o.logging.log_every = 0; }, "logging.log_every (0) must be >= 1"},
       {"peak_tflops", [](JobOptions& o) { o.logging.peak_tflops = -1; }, "logging.peak_tflops (-1) must be >= 0"},
   };
@@ -112,6 +205,46 @@ TEST(ValidateTest, EachRuleReportsItsFieldAndValue) {
     rule.breakIt(options);
     EXPECT_EQ(messages(options, 1), std::vector<std::string>{rule.message}) << rule.name;
   }
+}
+
+TEST(ValidateTest, EveryOuterAlgorithmIsValidWithItsDefaults) {
+  for (OuterAlgorithm algorithm :
+       {OuterAlgorithm::kNone, OuterAlgorithm::kDiLoCo, OuterAlgorithm::kNoLoCo, OuterAlgorithm::kCo2}) {
+    JobOptions options = validOptions();
+    options.outer.algorithm = algorithm;
+    EXPECT_TRUE(messages(options, 2).empty()) << static_cast<int>(algorithm);
+    options.outer.lr = 0.5;  // explicit values instead of the sentinels
+    options.outer.momentum = 0;
+    options.outer.consensus = 0;
+    EXPECT_TRUE(messages(options, 2).empty()) << static_cast<int>(algorithm);
+  }
+}
+
+TEST(ValidateTest, StreamingAndAsyncDiLoCoAreValid) {
+  JobOptions streaming = validOptions();
+  streaming.outer.algorithm = OuterAlgorithm::kDiLoCo;
+  streaming.outer.fragments = 5;
+  streaming.outer.fragment_delay = 9;  // < 50 / 5
+  streaming.outer.fragment_alpha = 1;
+  EXPECT_TRUE(messages(streaming, 1).empty());
+  streaming.outer.fragments = 50;  // one fragment every step, no overlap
+  streaming.outer.fragment_delay = 0;
+  EXPECT_TRUE(messages(streaming, 1).empty());
+
+  JobOptions delayed = validOptions();
+  delayed.outer.algorithm = OuterAlgorithm::kDiLoCo;
+  delayed.outer.delayed = true;
+  EXPECT_TRUE(messages(delayed, 1).empty());
+}
+
+TEST(ValidateTest, OuterZero1NeedsRanksInsideAReplica) {
+  JobOptions options = validOptions();
+  options.parallel.zero1 = true;
+  EXPECT_TRUE(messages(options, 4).empty());  // no outer optimizer: plain ZeRO-1
+  options.outer.algorithm = OuterAlgorithm::kDiLoCo;
+  EXPECT_EQ(messages(options, 4).size(), 1u);
+  options.outer.replicas = 2;  // 2 ranks per replica to shard over
+  EXPECT_TRUE(messages(options, 4).empty());
 }
 
 TEST(ValidateTest, GlobalBatchMustSplitEvenlyOverRanks) {
