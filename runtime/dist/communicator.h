@@ -49,10 +49,10 @@ class BackendWork {
 /// Everything a failure message says about an operation.
 struct OpRecord {
   std::string backend;
-  std::string name;         ///< "allReduce", "broadcast", ...
-  uint64_t seq = 0;         ///< 1-based, per communicator, in issue order
-  int64_t step = -1;        ///< training step, -1 when unknown
-  std::string payload;      ///< "1048576 x Float"
+  std::string name;     ///< "allReduce", "broadcast", ...
+  uint64_t seq = 0;     ///< 1-based, per communicator, in issue order
+  int64_t step = -1;    ///< training step, -1 when unknown
+  std::string payload;  ///< "1048576 x Float"
   int rank = 0;
   int size = 1;
   std::chrono::milliseconds timeout{0};
@@ -124,6 +124,8 @@ class Communicator {
   /// bytes (root sends, the others receive), send/recv their bytes.
   int64_t bytesSent() const { return bytes_sent_.load(); }
   int64_t bytesReceived() const { return bytes_received_.load(); }
+  /// Collectives (all but send/recv) this rank has issued so far.
+  uint64_t collectivesIssued() const { return seq_.load(); }
 
   /// The training step named in failure messages.
   void setStep(int64_t step) { step_.store(step); }
@@ -136,8 +138,7 @@ class Communicator {
   virtual std::unique_ptr<BackendWork> doAllReduce(at::Tensor& tensor, ReduceOp op) = 0;
   virtual std::unique_ptr<BackendWork> doBroadcast(at::Tensor& tensor, int root) = 0;
   virtual std::unique_ptr<BackendWork> doAllGather(const at::Tensor& input, at::Tensor& output) = 0;
-  virtual std::unique_ptr<BackendWork> doReduceScatter(const at::Tensor& input, at::Tensor& output,
-                                                       ReduceOp op) = 0;
+  virtual std::unique_ptr<BackendWork> doReduceScatter(const at::Tensor& input, at::Tensor& output, ReduceOp op) = 0;
   virtual std::unique_ptr<BackendWork> doSend(const at::Tensor& tensor, int dst, int tag) = 0;
   virtual std::unique_ptr<BackendWork> doRecv(at::Tensor& tensor, int src, int tag) = 0;
   virtual std::unique_ptr<BackendWork> doBarrier() = 0;

@@ -1,0 +1,175 @@
+#include "optim/outer/diloco.h"
+
+#include "runtime/core/error.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+
+#include <numeric>
+
+namespace loom::optim::outer {
+namespace {
+
+constexpr int kExchangeTag = 1;  // one exchange in flight at a time on this communicator
+
+at::Tensor zerosLike(int64_t n) {
+  return at::zeros({n}, at::kFloat);
+}
+
+}  // namespace
+
+DiLoCo::DiLoCo(NamedTensors params, dist::Communicator& comm, const OuterOptions& opts)
+    : flat_(std::move(params)),
+      comm_(comm),
+      opts_(opts),
+      rule_(OuterRule::from(opts)),
+      fragments_(flat_.fragments(opts.fragments)),
+      group_(comm.size()),
+      global_(zerosLike(flat_.numel())),
+      momentum_(zerosLike(flat_.numel())),
+      outgoing_{zerosLike(flat_.numel()), zerosLike(flat_.numel())},
+      exchange_(comm, opts.codec, stats_) {
+  LOOM_CHECK_INPUT(opts.sync_every >= 1 && opts.sync_every % opts.fragments == 0 && opts.fragment_delay >= 0 &&
+                       opts.fragment_delay < opts.sync_every / opts.fragments,
+                   "outer: sync_every (", opts.sync_every, ") must be a positive multiple of fragments (",
+                   opts.fragments, ") and fragment_delay (", opts.fragment_delay, ") below sync_every / fragments");
+  LOOM_CHECK_INPUT(!opts.delayed || opts.fragments == 1, "outer.delayed runs without streaming fragments (got ",
+                   opts.fragments, ")");
+  std::iota(group_.begin(), group_.end(), 0);
+  flat_.gather(global_, flat_.all());
+  if (opts_.fragment_alpha > 0) local_ = zerosLike(flat_.numel());
+}
+
+int64_t DiLoCo::stateBytes() const {
+  const int64_t buffers = 4 + (local_.defined() ? 1 : 0);
+  return buffers * flat_.numel() * static_cast<int64_t>(sizeof(float));
+}
+
+void DiLoCo::send(FlatRange range) {
+  c10::NoGradGuard no_grad;
+  at::Tensor out = outgoing_[next_].narrow(0, range.begin, range.numel());
+  flat_.gather(outgoing_[next_], range);
+  at::sub_out(out, global_.narrow(0, range.begin, range.numel()), out);
+  exchange_.start(out, group_, kExchangeTag);
+  awaited_ = next_;
+  awaited_range_ = range;
+  next_ = 1 - next_;
+}
+
+at::Tensor DiLoCo::receive() {
+  LOOM_CHECK(awaited_ >= 0, "outer: no average to receive");
+  if (exchange_.pending()) {
+    exchange_.wait();
+    ++stats_.syncs;
+  }
+  const int index = awaited_;
+  awaited_ = -1;
+  return outgoing_[index];
+}
+
+void DiLoCo::apply(FlatRange range, const at::Tensor& average, double alpha) {
+  c10::NoGradGuard no_grad;
+  at::Tensor global = global_.narrow(0, range.begin, range.numel());
+  at::Tensor momentum = momentum_.narrow(0, range.begin, range.numel());
+  rule_.apply(global, momentum, average.narrow(0, range.begin, range.numel()));
+  if (alpha > 0) {
+    // local <- global + alpha (local - global): keep part of the progress made while the fragment was in flight.
+    flat_.gather(local_, range);
+    at::Tensor local = local_.narrow(0, range.begin, range.numel());
+    local.sub_(global).mul_(alpha).add_(global);
+    flat_.scatter(local_, range);
+  } else {
+    flat_.scatter(global_, range);
+  }
+}
+
+void DiLoCo::afterInnerStep(int64_t step) {
+  if (opts_.delayed) {
+    if (step % opts_.sync_every == 0) endDelayedRound();
+    return;
+  }
+  const int64_t period = opts_.sync_every / opts_.fragments;  // s
+  const auto fragment_of = [&](int64_t end_step) { return (end_step / period - 1) % opts_.fragments; };
+  if ((step + opts_.fragment_delay) % period == 0) send(fragments_[fragment_of(step + opts_.fragment_delay)]);
+  if (step % period == 0) {
+    const FlatRange range = fragments_[fragment_of(step)];
+    LOOM_CHECK(awaited_ >= 0 && awaited_range_.begin == range.begin, "outer: fragment ", fragment_of(step),
+               " reaches its sync at step ", step, " without having been sent");
+    apply(range, receive(), opts_.fragment_alpha);
+  }
+}
+
+void DiLoCo::endDelayedRound() {
+  c10::NoGradGuard no_grad;
+  at::Tensor previous;
+  if (awaited_ >= 0) previous = receive();
+  send(flat_.all());  // D_r = global - local, against the global the round started from
+  if (previous.defined()) rule_.apply(global_, momentum_, previous);
+  flat_.scatter(global_, flat_.all());
+}
+
+void DiLoCo::finish() {
+  if (awaited_ < 0) return;
+  const FlatRange range = awaited_range_;
+  const at::Tensor average = receive();
+  if (opts_.delayed) {
+    rule_.apply(global_, momentum_, average);
+    flat_.scatter(global_, flat_.all());
+  } else {
+    apply(range, average, opts_.fragment_alpha);
+  }
+}
+
+NamedTensors DiLoCo::stateTensors() {
+  NamedTensors state{{"outer.global", global_}, {"outer.momentum", momentum_}};
+  if (awaited_ >= 0) {
+    if (exchange_.pending()) {
+      exchange_.wait();
+      ++stats_.syncs;
+    }
+    // Outside the awaited range the buffer holds stale data; zero it so the file is a function of the state.
+    at::Tensor pending = at::zeros_like(global_);
+    pending.narrow(0, awaited_range_.begin, awaited_range_.numel())
+        .copy_(outgoing_[awaited_].narrow(0, awaited_range_.begin, awaited_range_.numel()));
+    state.emplace_back("outer.pending", pending);
+    state.emplace_back("outer.pending_range", at::tensor({awaited_range_.begin, awaited_range_.end}, at::kLong));
+  }
+  return state;
+}
+
+void DiLoCo::loadState(const NamedTensors& state) {
+  LOOM_CHECK(!exchange_.pending(), "outer: loadState while an exchange is in flight");
+  awaited_ = -1;
+  bool has_global = false;
+  bool has_momentum = false;
+  at::Tensor pending;
+  at::Tensor pending_range;
+  for (const auto& [name, t] : state) {
+    const bool flat_buffer = name == "outer.global" || name == "outer.momentum" || name == "outer.pending";
+    LOOM_CHECK_INPUT(!flat_buffer || (t.numel() == flat_.numel() && t.scalar_type() == at::kFloat), "outer state ",
+                     name, " has ", t.numel(), " x ", t.scalar_type(), " but this model needs ", flat_.numel(),
+                     " x Float: the checkpoint belongs to another model");
+    if (name == "outer.global") {
+      global_.copy_(t.reshape(-1));
+      has_global = true;
+    } else if (name == "outer.momentum") {
+      momentum_.copy_(t.reshape(-1));
+      has_momentum = true;
+    } else if (name == "outer.pending") {
+      pending = t;
+    } else if (name == "outer.pending_range") {
+      pending_range = t;
+    }
+  }
+  LOOM_CHECK_INPUT(has_global && has_momentum, "outer state lacks outer.global or outer.momentum");
+  if (pending.defined()) {
+    LOOM_CHECK_INPUT(pending_range.defined() && pending_range.numel() == 2, "outer state has outer.pending ",
+                     "without a valid outer.pending_range");
+    awaited_range_ = {pending_range[0].item<int64_t>(), pending_range[1].item<int64_t>()};
+    outgoing_[0].copy_(pending.reshape(-1));
+    awaited_ = 0;
+    next_ = 1;
+  }
+}
+
+}  // namespace loom::optim::outer

@@ -1,0 +1,57 @@
+// DiLoCo in its three schedules, and CO2, which is DiLoCo's delayed schedule
+// with its own outer rule (outer_optimizer.h, docs/outer.md).
+//
+// Schedule, with H = sync_every, P fragments, s = H / P, tau = fragment_delay:
+//   synchronous / streaming: after step t with (t + tau) % s == 0, fragment
+//     f = (t + tau) / s - 1 mod P sends D_f = global_f - local_f; after step
+//     t with t % s == 0 the average has arrived (waited for if not), the rule
+//     updates global_f, and local_f <- global_f + alpha (local_f - global_f).
+//     P = 1, tau = 0 is synchronous DiLoCo.
+//   delayed (async DiLoCo, CO2): at the end of round r (step r H), the average
+//     of round r - 1 is waited for, D_r = global - local is sent, the rule
+//     applies the round r - 1 average to global, and local <- global. Round 1
+//     applies nothing; finish() applies the last average.
+#pragma once
+
+#include "optim/outer/exchange.h"
+#include "optim/outer/flat_parameters.h"
+#include "optim/outer/outer_optimizer.h"
+#include "optim/outer/outer_rule.h"
+
+namespace loom::optim::outer {
+
+class DiLoCo final : public OuterOptimizer {
+ public:
+  DiLoCo(NamedTensors params, dist::Communicator& comm, const OuterOptions& opts);
+
+  void afterInnerStep(int64_t step) override;
+  void finish() override;
+  NamedTensors stateTensors() override;
+  void loadState(const NamedTensors& state) override;
+  const OuterStats& stats() const override { return stats_; }
+  int64_t stateBytes() const override;
+
+ private:
+  void send(FlatRange range);  ///< D = global - local over range, then start its average
+  at::Tensor receive();        ///< the buffer holding the average last sent, once it has arrived
+  void apply(FlatRange range, const at::Tensor& average, double alpha);
+  void endDelayedRound();
+
+  FlatParameters flat_;
+  dist::Communicator& comm_;
+  OuterOptions opts_;
+  OuterRule rule_;
+  std::vector<FlatRange> fragments_;
+  std::vector<int> group_;  ///< every rank of comm_
+  at::Tensor global_;       ///< the weights replicas agreed on (fp32, flat)
+  at::Tensor momentum_;
+  at::Tensor outgoing_[2];  ///< two send buffers: one may be in flight while the next is filled
+  at::Tensor local_;        ///< scratch: local weights of a fragment, for alpha > 0
+  int next_ = 0;            ///< outgoing_ buffer the next send fills
+  int awaited_ = -1;        ///< outgoing_ buffer whose average is in flight or ready; -1: none
+  FlatRange awaited_range_;
+  OuterStats stats_;
+  Exchange exchange_;
+};
+
+}  // namespace loom::optim::outer

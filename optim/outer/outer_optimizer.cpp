@@ -1,0 +1,28 @@
+#include "optim/outer/outer_optimizer.h"
+
+#include "optim/outer/diloco.h"
+#include "optim/outer/noloco.h"
+#include "runtime/core/error.h"
+
+namespace loom::optim::outer {
+
+std::unique_ptr<OuterOptimizer> makeOuterOptimizer(NamedTensors params, dist::Communicator& comm,
+                                                   const OuterOptions& opts, uint64_t seed) {
+  switch (opts.algorithm) {
+    case OuterAlgorithm::kDiLoCo:
+      return std::make_unique<DiLoCo>(std::move(params), comm, opts);
+    case OuterAlgorithm::kCo2: {
+      OuterOptions co2 = opts;
+      co2.delayed = true;  // CO2 is the delayed schedule with its own rule
+      return std::make_unique<DiLoCo>(std::move(params), comm, co2);
+    }
+    case OuterAlgorithm::kNoLoCo:
+      return std::make_unique<NoLoCo>(std::move(params), comm, opts, seed);
+    case OuterAlgorithm::kNone:
+      break;
+  }
+  LOOM_THROW(InputError, "makeOuterOptimizer: outer.algorithm is NONE; synchronous data parallelism needs no ",
+             "outer optimizer");
+}
+
+}  // namespace loom::optim::outer
