@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 
 namespace loom::train {
 namespace {
@@ -58,6 +59,9 @@ Trainer::Trainer(TrainerOptions opts, dist::Communicator& comm, const Logger& lo
       train_shard_, data::LoaderOptions{job.data.seq_len, job.data.order, job.train.seed, comm_.rank(), comm_.size(),
                                         job.train.global_batch, job.train.microBatchPerRank(comm_.size())});
 
+  replica_comm_ = &comm_;
+  if (job.outer.algorithm != OuterAlgorithm::kNone) formReplicas();
+
   model_ = model::Llama(job.model);
   model::initializeParameters(*model_, generator_);
   if (!opts_.init_from.empty()) {
@@ -66,22 +70,94 @@ Trainer::Trainer(TrainerOptions opts, dist::Communicator& comm, const Logger& lo
 
   ensureWritableDir(job.train.out_dir, "train.out_dir");
   std::string optimizer_state;
-  if (job.train.resume) {
-    if (auto latest = checkpoints_.latest()) optimizer_state = resumeFrom(*latest);
-  }
+  std::optional<std::string> resumed;
+  if (job.train.resume) resumed = checkpoints_.latest();
+  if (resumed) optimizer_state = resumeFrom(*resumed);
   // Every rank starts from rank 0's weights, whatever each read or drew.
   for (at::Tensor& p : model_->parameters()) {
     c10::NoGradGuard no_grad;
     comm_.broadcast(p, 0)->wait();
   }
+  // Replicas of an outer optimizer continue from their own weights and state.
+  checkpoint::NamedTensors replica_state;
+  if (resumed && job.outer.algorithm != OuterAlgorithm::kNone) replica_state = loadReplicaState(*resumed);
 
   const ParallelOptions& par = job.parallel;
   reducer_ = std::make_unique<parallel::GradientReducer>(
-      model_->parameters(), comm_,
+      model_->parameters(), *replica_comm_,
       parallel::ReducerOptions{static_cast<int64_t>(par.bucket_mb * (1 << 20)), par.zero1});
   optimizer_ = par.zero1 ? optim::makeShardedAdamW(model_->namedParameters(), *reducer_, job.optimizer)
-                              : optim::makeReplicatedAdamW(model_->namedParameters(), job.optimizer);
-  if (!optimizer_state.empty()) optimizer_->loadState(checkpoint::readSafetensors(optimizer_state), step_);
+                         : optim::makeReplicatedAdamW(model_->namedParameters(), job.optimizer);
+  if (job.outer.algorithm != OuterAlgorithm::kNone) {
+    outer_ = optim::outer::makeOuterOptimizer(model_->namedParameters(), *outer_comm_, job.outer, job.train.seed);
+  }
+  if (!replica_state.empty()) {
+    checkpoint::NamedTensors inner_state;
+    checkpoint::NamedTensors outer_state;
+    for (auto& [name, t] : replica_state) {
+      if (name.rfind("optimizer.", 0) == 0) inner_state.emplace_back(name.substr(10), t);
+      if (name.rfind("outer.", 0) == 0) outer_state.emplace_back(name, t);
+    }
+    optimizer_->loadState(inner_state, step_);
+    outer_->loadState(outer_state);
+  } else if (!optimizer_state.empty()) {
+    optimizer_->loadState(checkpoint::readSafetensors(optimizer_state), step_);
+  }
+}
+
+void Trainer::formReplicas() {
+  const JobOptions& job = opts_.job;
+  const int world = comm_.size();
+  replicas_ = job.outer.replicas > 0 ? static_cast<int>(job.outer.replicas) : world;
+  // The config was validated for this world size (config::validate): replicas divides it.
+  LOOM_CHECK(world % replicas_ == 0, "outer.replicas ", replicas_, " does not divide the world size ", world);
+  const int per_replica = world / replicas_;
+  replica_ = comm_.rank() / per_replica;
+  const int position = comm_.rank() % per_replica;
+  const dist::CommunicatorOptions single{comm_.options().timeout};
+  // Every rank splits its replica first, then its outer group: the same order everywhere.
+  std::vector<int> replica_ranks;
+  for (int i = 0; i < per_replica; ++i) replica_ranks.push_back(replica_ * per_replica + i);
+  owned_replica_comm_ = per_replica > 1 ? comm_.split(replica_ranks) : dist::makeSelfCommunicator(single);
+  replica_comm_ = owned_replica_comm_.get();
+  std::vector<int> outer_ranks;
+  for (int r = 0; r < replicas_; ++r) outer_ranks.push_back(r * per_replica + position);
+  outer_comm_ = replicas_ > 1 ? comm_.split(outer_ranks) : dist::makeSelfCommunicator(single);
+}
+
+checkpoint::NamedTensors Trainer::loadReplicaState(const std::string& checkpoint_dir) {
+  const std::string file = "replica_" + std::to_string(replica_) + ".safetensors";
+  const std::string path = checkpoint::checkpointFile(checkpoint_dir, file);
+  LOOM_CHECK_INPUT(std::filesystem::exists(path), checkpoint_dir, " has no ", file, ": it was written without ",
+                   "an outer optimizer or with fewer than ", replicas_,
+                   " replicas; resume with the run's original outer settings, or set train.out_dir to a new directory");
+  checkpoint::NamedTensors state = checkpoint::readSafetensors(path);
+  std::map<std::string, at::Tensor> weights;
+  for (const auto& [name, t] : state) {
+    if (name.rfind("model.", 0) == 0) weights.emplace(name.substr(6), t);
+  }
+  c10::NoGradGuard no_grad;
+  for (auto& [name, p] : model_->namedParameters()) {
+    const auto it = weights.find(name);
+    LOOM_CHECK_INPUT(it != weights.end() && it->second.sizes() == p.sizes(), path, " lacks model.", name,
+                     " with shape ", p.sizes(), ": the checkpoint belongs to another model");
+    p.copy_(it->second);
+  }
+  return state;
+}
+
+int64_t Trainer::bytesSent() const {
+  int64_t bytes = comm_.bytesSent();
+  if (owned_replica_comm_) bytes += owned_replica_comm_->bytesSent();
+  if (outer_comm_) bytes += outer_comm_->bytesSent();
+  return bytes;
+}
+
+int64_t Trainer::bytesReceived() const {
+  int64_t bytes = comm_.bytesReceived();
+  if (owned_replica_comm_) bytes += owned_replica_comm_->bytesReceived();
+  if (outer_comm_) bytes += outer_comm_->bytesReceived();
+  return bytes;
 }
 
 std::string Trainer::resumeFrom(const std::string& checkpoint_dir) {
@@ -102,15 +178,20 @@ std::string Trainer::resumeFrom(const std::string& checkpoint_dir) {
 }
 
 double Trainer::reduceScalar(double value, dist::ReduceOp op) {
+  return reduceScalarOver(comm_, value, op);
+}
+
+double Trainer::reduceScalarOver(dist::Communicator& comm, double value, dist::ReduceOp op) {
   at::Tensor t = at::full({1}, value, at::kDouble);
-  comm_.allReduce(t, op)->wait();
+  comm.allReduce(t, op)->wait();
   return t.item<double>();
 }
 
 Trainer::StepResult Trainer::trainStep(double lr) {
   const JobOptions& job = opts_.job;
   const int64_t seq_len = job.data.seq_len;
-  const double global_tokens = static_cast<double>(job.train.global_batch * seq_len);
+  // A replica's batch is its ranks' share of the global batch (all of it without an outer optimizer).
+  const double replica_tokens = static_cast<double>(job.train.global_batch * seq_len) / replicas_;
   reducer_->zeroGrad();
 
   // Each micro-batch adds d(sum of its token losses)/d(params) / global_tokens;
@@ -124,16 +205,24 @@ Trainer::StepResult Trainer::trainStep(double lr) {
     const at::Tensor logits = model_->forward(batch.narrow(1, 0, seq_len));
     const at::Tensor loss_sum = model::crossEntropySum(logits, batch.narrow(1, 1, seq_len));
     local_loss_sum += loss_sum.item<double>();
-    loss_sum.div(global_tokens).backward();
+    loss_sum.div(replica_tokens).backward();
   }
   const parallel::ReduceStats stats = reducer_->finish();
 
   StepResult result;
-  result.loss = reduceScalar(local_loss_sum) / global_tokens;
+  result.loss = reduceScalarOver(*replica_comm_, local_loss_sum) / replica_tokens;
   result.comm_ms = stats.comm_ms;
   result.exposed_comm_ms = stats.exposed_ms;
   result.grad_norm = optimizer_->clipGradNorm(job.train.grad_clip);
   optimizer_->step(lr);
+  if (outer_) {
+    const optim::outer::OuterStats before = outer_->stats();
+    outer_->afterInnerStep(step_ + 1);
+    // The final weights hold the last average of a delayed outer optimizer too.
+    if (step_ + 1 == opts_.job.train.steps) outer_->finish();
+    result.comm_ms += outer_->stats().comm_ms - before.comm_ms;
+    result.exposed_comm_ms += outer_->stats().exposed_ms - before.exposed_ms;
+  }
   return result;
 }
 
@@ -164,6 +253,20 @@ bool Trainer::isLoggingStep(int64_t step) const {
 
 void Trainer::saveCheckpoint() {
   const checkpoint::NamedTensors optimizer_state = optimizer_->stateTensors();  // collective when sharded
+  if (outer_) {
+    // Replicas differ: each replica's first rank stages its weights, inner and outer state.
+    const checkpoint::NamedTensors outer_state = outer_->stateTensors();
+    if (replica_comm_->rank() == 0) {
+      checkpoint::NamedTensors replica;
+      for (const auto& [name, p] : model_->namedParameters()) replica.emplace_back("model." + name, p);
+      for (const auto& [name, t] : optimizer_state) replica.emplace_back("optimizer." + name, t);
+      for (const auto& [name, t] : outer_state) replica.emplace_back(name, t);
+      checkpoint::writeSafetensors(
+          checkpoints_.stagedFile(step_, "replica_" + std::to_string(replica_) + ".safetensors"), replica,
+          {{"format", "pt"}});
+    }
+    comm_.barrier();
+  }
   if (comm_.rank() == 0) {
     checkpoint::TrainerState state;
     state.step = step_;
@@ -172,8 +275,7 @@ void Trainer::saveCheckpoint() {
     state.seed = opts_.job.train.seed;
     state.world_size = comm_.size();
     state.rng_state = generator_.get_state();
-    const std::string dir =
-        checkpoints_.save(model_->namedParameters(), optimizer_state, state, opts_.config_text);
+    const std::string dir = checkpoints_.save(model_->namedParameters(), optimizer_state, state, opts_.config_text);
     log_.info("checkpoint ", dir);
   }
   comm_.barrier();
@@ -201,12 +303,21 @@ RunSummary Trainer::run(const std::function<bool()>& stop_requested) {
               " MFLOP/token; MFU peak ", peak / 1e9, " GFLOP/s per rank (",
               job.logging.peak_tflops > 0 ? "logging.peak_tflops" : "measured float32 GEMM", "); BLAS ", blas);
   }
-  const double state_bytes = static_cast<double>(optimizer_->stateBytes());
+  const double state_bytes = static_cast<double>(optimizer_->stateBytes() + (outer_ ? outer_->stateBytes() : 0));
   const double total_state = reduceScalar(state_bytes);
   const double max_state = reduceScalar(state_bytes, dist::ReduceOp::kMax);
   if (lead) {
     log_.info("optimizer state: ", max_state / (1 << 20), " MiB on the largest rank, ", total_state / (1 << 20),
-              " MiB over ", comm_.size(), " rank(s)", job.parallel.zero1 ? " (ZeRO-1)" : "");
+              " MiB over ", comm_.size(), " rank(s)", job.parallel.zero1 ? " (ZeRO-1)" : "",
+              outer_ ? " including the outer optimizer's" : "");
+  }
+  if (outer_ && lead) {
+    log_.info("outer optimizer: ", replicas_, " replica(s) of ", comm_.size() / replicas_, " rank(s), sync every ",
+              job.outer.sync_every, " steps; losses are the mean over replicas");
+    if (total % job.outer.sync_every != 0) {
+      log_.warning("train.steps (", total, ") is not a multiple of outer.sync_every (", job.outer.sync_every,
+                   "): the last ", total % job.outer.sync_every, " steps stay local to each replica");
+    }
   }
   if (blas.find("openblas") == std::string::npos) {
     log_.warning("libtorch is not using OpenBLAS (", blas, "): on Debian the reference BLAS is ~20x slower; ",
@@ -232,15 +343,20 @@ RunSummary Trainer::run(const std::function<bool()>& stop_requested) {
     const auto start = Clock::now();
     comm_.setStep(step_ + 1);
     const StepResult result = trainStep(lr);
-    const double step_ms = msSince(start);
     ++step_;
+    const double step_ms = msSince(start);
     tokens_ += global_tokens;
     summary.losses.push_back(result.loss);
 
     StepMetrics m;
     m.step = step_;
     m.total_steps = total;
-    m.loss = result.loss;
+    const bool val_due =
+        val_shard_ && ((job.train.val_every > 0 && step_ % job.train.val_every == 0) || step_ == total);
+    // With an outer optimizer replicas differ; they average their losses only
+    // on reported steps, so replicas exchange nothing between syncs but these.
+    const bool logged = isLoggingStep(step_) || val_due;
+    m.loss = outer_ && logged ? reduceScalar(result.loss) / comm_.size() : result.loss;
     m.lr = lr;
     m.grad_norm = result.grad_norm;
     m.tokens = tokens_;
@@ -250,22 +366,22 @@ RunSummary Trainer::run(const std::function<bool()>& stop_requested) {
     m.exposed_comm_ms = result.exposed_comm_ms;
     m.mfu = flops_per_token * m.tokens_per_s / (peak * comm_.size());
     m.world = comm_.size();
-    m.layout = "dp=" + std::to_string(comm_.size());
-    m.bytes_tx = comm_.bytesSent();
-    m.bytes_rx = comm_.bytesReceived();
-    const bool val_due =
-        val_shard_ && ((job.train.val_every > 0 && step_ % job.train.val_every == 0) || step_ == total);
+    m.layout = outer_ ? c10::str("replicas=", replicas_, " dp=", comm_.size() / replicas_)
+                      : "dp=" + std::to_string(comm_.size());
+    m.bytes_tx = bytesSent();
+    m.bytes_rx = bytesReceived();
     if (val_due) {
       m.val_loss = validationLoss();
       summary.val_losses.emplace_back(step_, *m.val_loss);
     }
-    if ((isLoggingStep(step_) || val_due) && lead) {
+    if (logged && lead) {
       log_.info(progressLine(m));
       metrics->append(toJsonLine(m));
     }
 
-    // Every rank must stop at the same step: agree on the request.
-    stop = reduceScalar(stop_requested() ? 1.0 : 0.0) > 0;
+    // Every rank must stop at the same step: agree on the request (replicas of
+    // an outer optimizer on logged steps only).
+    if (!outer_ || logged) stop = reduceScalar(stop_requested() ? 1.0 : 0.0) > 0;
     const bool checkpoint_due = job.train.checkpoint_every > 0 && step_ % job.train.checkpoint_every == 0;
     if (checkpoint_due || stop || step_ == total) {
       saveCheckpoint();

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "model/llama.h"
+#include "optim/outer/outer_optimizer.h"
 #include "optim/parameter_optimizer.h"
 #include "parallel/gradient_reducer.h"
 #include "runtime/config/options.h"
@@ -66,6 +67,15 @@ class Trainer {
 
   StepResult trainStep(double lr);
   double reduceScalar(double value, dist::ReduceOp op = dist::ReduceOp::kSum);
+  double reduceScalarOver(dist::Communicator& comm, double value, dist::ReduceOp op = dist::ReduceOp::kSum);
+  /// With an outer optimizer: splits the world into replicas (consecutive
+  /// ranks) and the outer group (one rank per replica, same position).
+  void formReplicas();
+  /// The replica file of this rank's replica in `checkpoint_dir`, loaded into
+  /// the weights; returns its optimizer and outer state.
+  checkpoint::NamedTensors loadReplicaState(const std::string& checkpoint_dir);
+  int64_t bytesSent() const;
+  int64_t bytesReceived() const;
   /// Loads a checkpoint's weights, data cursor, RNG and counters; returns its
   /// optimizer state file, loaded once the optimizer exists.
   std::string resumeFrom(const std::string& checkpoint_dir);
@@ -80,8 +90,17 @@ class Trainer {
   std::shared_ptr<const data::TokenShard> val_shard_;
   std::unique_ptr<data::DataLoader> loader_;
   model::Llama model_{nullptr};
+  // Without an outer optimizer the replica is the world. With one, ranks of a
+  // replica reduce gradients over replica_comm_ and replicas meet only through
+  // outer_comm_ (one rank per replica), used by the outer optimizer alone.
+  int replicas_ = 1;
+  int replica_ = 0;
+  std::unique_ptr<dist::Communicator> owned_replica_comm_;
+  dist::Communicator* replica_comm_ = nullptr;
+  std::unique_ptr<dist::Communicator> outer_comm_;
   std::unique_ptr<parallel::GradientReducer> reducer_;
   std::unique_ptr<optim::ParameterOptimizer> optimizer_;
+  std::unique_ptr<optim::outer::OuterOptimizer> outer_;
   checkpoint::CheckpointStore checkpoints_;
   int64_t step_ = 0;
   int64_t tokens_ = 0;

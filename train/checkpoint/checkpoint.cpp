@@ -20,6 +20,7 @@ namespace fs = std::filesystem;
 
 constexpr int kFormatVersion = 1;
 constexpr const char* kPrefix = "step_";
+constexpr const char* kStagingSuffix = ".staging";
 
 std::string stepDirName(int64_t step) {
   char name[32];
@@ -66,6 +67,16 @@ at::Tensor fromHex(const std::string& hex, const std::string& path) {
   return bytes;
 }
 
+// "step_<N>.staging" with N <= step: left over by this save or an earlier crashed one.
+bool isStagingOfStepAtMost(const std::string& name, int64_t step) {
+  const std::string suffix = kStagingSuffix;
+  if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
+    return false;
+  }
+  const auto staged_step = parseStepDirName(name.substr(0, name.size() - suffix.size()));
+  return staged_step && *staged_step <= step;
+}
+
 }  // namespace
 
 std::string checkpointFile(const std::string& checkpoint_dir, const std::string& name) {
@@ -88,6 +99,12 @@ std::vector<std::pair<int64_t, std::string>> CheckpointStore::completeCheckpoint
   }
   std::sort(found.begin(), found.end());
   return found;
+}
+
+std::string CheckpointStore::stagedFile(int64_t step, const std::string& name) const {
+  const fs::path staging = fs::path(dir_) / (stepDirName(step) + kStagingSuffix);
+  ensureWritableDir(staging.string(), "checkpoint staging directory");
+  return (staging / name).string();
 }
 
 std::optional<std::string> CheckpointStore::latest() const {
@@ -116,6 +133,15 @@ std::string CheckpointStore::save(const NamedTensors& model, const NamedTensors&
   j["rng_state"] = toHex(state.rng_state);
   writeFileAtomically(checkpointFile(tmp_dir, "trainer.json"), j.dump(2) + "\n");
   writeFileAtomically(checkpointFile(tmp_dir, "config.pbtxt"), config_text);
+  // Files other ranks staged for this step join the checkpoint before it becomes visible.
+  const fs::path staging = fs::path(dir_) / (stepDirName(state.step) + kStagingSuffix);
+  std::error_code staging_ec;
+  if (fs::is_directory(staging, staging_ec)) {
+    for (const auto& entry : fs::directory_iterator(staging)) {
+      if (entry.path().filename().string().find(".tmp") != std::string::npos) continue;  // a writer's temporary
+      fs::rename(entry.path(), fs::path(tmp_dir) / entry.path().filename());
+    }
+  }
   syncDirectory(tmp_dir);
 
   fs::remove_all(final_dir);  // a re-save of the same step (e.g. after a resume) replaces it
@@ -129,7 +155,8 @@ std::string CheckpointStore::save(const NamedTensors& model, const NamedTensors&
   }
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir_, ec)) {
-    if (entry.path().filename().string().find(".tmp-") != std::string::npos) {
+    const std::string name = entry.path().filename().string();
+    if (name.find(".tmp-") != std::string::npos || isStagingOfStepAtMost(name, state.step)) {
       fs::remove_all(entry.path(), ec);
     }
   }

@@ -5,6 +5,8 @@
 //   optimizer.safetensors  the optimizer state ("exp_avg.<param>", "exp_avg_sq.<param>")
 //   trainer.json           step, data cursor, tokens, seed, world size, RNG state
 //   config.pbtxt           the effective config of the run that wrote it
+//   replica_<i>.safetensors  with an outer optimizer: replica i's own weights,
+//                          inner optimizer state and outer state (staged by its ranks)
 // It is written into "step_<N>.tmp-<pid>" and renamed into place, so a crash at
 // any moment leaves either no step_<N> or a complete one: readers never see a
 // half checkpoint. The newest complete step_<N> is the one to resume from.
@@ -42,6 +44,13 @@ class CheckpointStore {
   /// Returns the checkpoint's directory.
   std::string save(const NamedTensors& model, const NamedTensors& optimizer, const TrainerState& state,
                    const std::string& config_text) const;
+
+  /// Where a rank other than the saving one puts a file for the checkpoint of
+  /// `step` before save() runs: save() moves every file staged for its step
+  /// into the checkpoint, so they appear atomically with it (and are dropped
+  /// with it). The caller writes the file atomically (safetensors writers do)
+  /// and makes sure it is complete before save() starts (a barrier).
+  std::string stagedFile(int64_t step, const std::string& name) const;
 
   /// The newest complete checkpoint directory, if any.
   std::optional<std::string> latest() const;
