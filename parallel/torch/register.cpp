@@ -7,9 +7,11 @@
 //
 // Compiled only into libloom_torch.so (loom/CMakeLists.txt). The identity comes
 // from torchrun / loom-launch / mpirun variables like loom-train's (runtime/dist/world.h).
+// Communicator is declared in communicator_class.h, for the classes of higher layers
+// that take one (optim/torch/register.cpp's OuterOptimizer).
 #include "parallel/gradient_reducer.h"
+#include "parallel/torch/communicator_class.h"
 #include "runtime/core/error.h"
-#include "runtime/dist/world.h"
 
 #include <ATen/ATen.h>
 #include <torch/custom_class.h>
@@ -33,39 +35,34 @@ CommBackend parseBackend(const std::string& backend) {
   LOOM_THROW(InputError, "Communicator: backend \"", backend, "\" must be one of gloo, mpi, nccl");
 }
 
-class CommunicatorClass : public torch::CustomClassHolder {
- public:
-  CommunicatorClass(const std::string& backend, double timeout_s) {
-    ParallelOptions opts;
-    opts.backend = parseBackend(backend);
-    opts.timeout_s = timeout_s;
-    LOOM_CHECK_INPUT(timeout_s > 0, "Communicator: timeout_s (", timeout_s, ") must be > 0");
-    world_ = dist::joinWorld(dist::identityFromEnvironment(), opts);
-  }
+}  // namespace
 
-  dist::Communicator& comm() { return *world_.comm; }
-  int64_t rank() const { return world_.comm->rank(); }
-  int64_t size() const { return world_.comm->size(); }
-  std::string backend() const { return world_.comm->backendName(); }
-  std::string identity() const { return world_.identity.describe(); }
+CommunicatorClass::CommunicatorClass(const std::string& backend, double timeout_s) {
+  ParallelOptions opts;
+  opts.backend = parseBackend(backend);
+  opts.timeout_s = timeout_s;
+  LOOM_CHECK_INPUT(timeout_s > 0, "Communicator: timeout_s (", timeout_s, ") must be > 0");
+  world_ = dist::joinWorld(dist::identityFromEnvironment(), opts);
+}
 
-  void allReduce(at::Tensor tensor, const std::string& op) { comm().allReduce(tensor, parseOp(op))->wait(); }
-  void broadcast(at::Tensor tensor, int64_t root) { comm().broadcast(tensor, static_cast<int>(root))->wait(); }
-  at::Tensor allGather(const at::Tensor& tensor) {
-    const at::Tensor input = tensor.contiguous();
-    at::Tensor output = at::empty({size() * input.numel()}, input.options());
-    comm().allGather(input, output)->wait();
-    std::vector<int64_t> shape{size()};
-    for (int64_t d : input.sizes()) shape.push_back(d);
-    return output.view(shape);
-  }
-  void barrier() { comm().barrier(); }
-  int64_t bytesSent() const { return world_.comm->bytesSent(); }
-  int64_t bytesReceived() const { return world_.comm->bytesReceived(); }
+void CommunicatorClass::allReduce(at::Tensor tensor, const std::string& op) {
+  comm().allReduce(tensor, parseOp(op))->wait();
+}
 
- private:
-  dist::World world_;
-};
+void CommunicatorClass::broadcast(at::Tensor tensor, int64_t root) {
+  comm().broadcast(tensor, static_cast<int>(root))->wait();
+}
+
+at::Tensor CommunicatorClass::allGather(const at::Tensor& tensor) {
+  const at::Tensor input = tensor.contiguous();
+  at::Tensor output = at::empty({size() * input.numel()}, input.options());
+  comm().allGather(input, output)->wait();
+  std::vector<int64_t> shape{size()};
+  for (int64_t d : input.sizes()) shape.push_back(d);
+  return output.view(shape);
+}
+
+namespace {
 
 // Gradients of `params` become views into the reducer's buckets: zero them with
 // zero_grad() (never set them to None), call arm() before the last backward of
