@@ -239,7 +239,8 @@ def job_overrides(args, out_dir, overrides):
 def check_configs(args, variants, scratch):
     """Each variant's config, validated by loom-train itself before any network is built: with
     train.steps=0 appended, a valid config fails with exactly that one error and writes nothing.
-    Returns {variant: error text} for the invalid ones (world-size rules are checked at start-up)."""
+    Returns {variant: error text} for the invalid ones. The torchrun variables give it the job's
+    world size (rules such as NoLoCo's group_size depend on it); it exits before joining anyone."""
     invalid = {}
     expected = "train.steps (0) must be >= 1"
     for name, overrides in variants.items():
@@ -247,7 +248,10 @@ def check_configs(args, variants, scratch):
         for o in job_overrides(args, os.path.join(scratch, "check"), overrides) + ["train.steps=0"]:
             cmd += ["--set", o]
         proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"), timeout=120)
+                              env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE", RANK="0", LOCAL_RANK="0",
+                                       WORLD_SIZE=str(args.nodes), LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                                       MASTER_PORT="1"),
+                              timeout=120)
         errors = [line for line in proc.stdout.splitlines()
                   if line.strip() and "bad input: fix it" not in line and expected not in line]
         if proc.returncode != 2 or errors or expected not in proc.stdout:

@@ -9,8 +9,6 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
-#include <numeric>
-
 namespace loom::optim::outer {
 namespace {
 
@@ -20,12 +18,7 @@ using test::gatherAll;
 using test::identicalOnAllRanks;
 using test::setFlat;
 using test::smallParams;
-
-std::unique_ptr<dist::Communicator> splitAll(dist::Communicator& comm) {
-  std::vector<int> all(static_cast<size_t>(comm.size()));
-  std::iota(all.begin(), all.end(), 0);
-  return comm.split(all);
-}
+using test::splitAll;
 
 // Test 1: with lr 1 and momentum 0, a sync leaves every replica at the mean of
 // the replicas' weights, whatever happened locally in between.

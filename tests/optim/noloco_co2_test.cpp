@@ -9,7 +9,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
-#include <numeric>
+#include <algorithm>
 
 namespace loom::optim::outer {
 namespace {
@@ -17,25 +17,10 @@ namespace {
 using test::flatOf;
 using test::gatherAll;
 using test::identicalOnAllRanks;
+using test::noloco;
 using test::setFlat;
 using test::smallParams;
-
-std::unique_ptr<dist::Communicator> splitAll(dist::Communicator& comm) {
-  std::vector<int> all(static_cast<size_t>(comm.size()));
-  std::iota(all.begin(), all.end(), 0);
-  return comm.split(all);
-}
-
-OuterOptions noloco(int64_t sync_every, double lr, double momentum, double consensus, int64_t group_size) {
-  OuterOptions o;
-  o.algorithm = OuterAlgorithm::kNoLoCo;
-  o.sync_every = sync_every;
-  o.lr = lr;
-  o.momentum = momentum;
-  o.consensus = consensus;
-  o.group_size = group_size;
-  return o;
-}
+using test::splitAll;
 
 // Test 17: with momentum 0 the consensus pulls cancel over each group, so the
 // mean of the outer weights over all replicas moves by exactly lr times the
@@ -154,6 +139,33 @@ TEST(Co2Test, WithoutPenaltyClipAndMomentumItIsAsyncDiLoCo) {
       y->afterInnerStep(step);
       EXPECT_TRUE(at::equal(flatOf(a), flatOf(b))) << "step " << step;
     }
+  });
+}
+
+// Traffic: CO2 starts one ring-sized average per round, at the round's end;
+// it travels (on a background thread) while the next round computes, so at any
+// step the bytes sent lie between the rounds completed and the rounds started.
+TEST(Co2Test, OneAveragePerRoundAndNothingElse) {
+  loom::test::runRanks(2, [](int rank, dist::Communicator& comm) {
+    const NamedTensors params = smallParams(91);
+    auto outer_comm = splitAll(comm);
+    OuterOptions co2;
+    co2.algorithm = OuterAlgorithm::kCo2;
+    co2.sync_every = 3;
+    auto outer = makeOuterOptimizer(params, *outer_comm, co2, 0);
+    const at::Generator gen = at::detail::createCPUGenerator(950 + rank);
+    // Chunks of 8 and 9 values: each rank sends the other's chunk in and its own averaged one back out.
+    const int64_t per_round = 4 * (8 + 9);
+    for (int64_t step = 1; step <= 9; ++step) {
+      setFlat(params, flatOf(params) + at::randn({17}, gen) * 0.1);
+      outer->afterInnerStep(step);
+      const int64_t started = step / 3;  // a round end waits for the previous round's average first
+      EXPECT_LE(outer_comm->bytesSent(), started * per_round) << "step " << step;
+      EXPECT_GE(outer_comm->bytesSent(), std::max<int64_t>(0, started - 1) * per_round) << "step " << step;
+    }
+    outer->finish();
+    EXPECT_EQ(outer_comm->bytesSent(), 3 * per_round);
+    EXPECT_EQ(outer_comm->collectivesIssued(), 0u);
   });
 }
 

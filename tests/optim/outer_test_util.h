@@ -8,6 +8,8 @@
 
 #include <ATen/ATen.h>
 
+#include <memory>
+#include <numeric>
 #include <vector>
 
 namespace loom::optim::outer::test {
@@ -47,6 +49,25 @@ inline bool identicalOnAllRanks(dist::Communicator& comm, const at::Tensor& t) {
     if (!at::equal(other, bytes)) return false;
   }
   return true;
+}
+
+/// A communicator over every rank of `comm`, for an outer optimizer to own
+/// (it may exchange on a background thread while the test uses `comm`).
+inline std::unique_ptr<dist::Communicator> splitAll(dist::Communicator& comm) {
+  std::vector<int> all(static_cast<size_t>(comm.size()));
+  std::iota(all.begin(), all.end(), 0);
+  return comm.split(all);
+}
+
+inline OuterOptions noloco(int64_t sync_every, double lr, double momentum, double consensus, int64_t group_size) {
+  OuterOptions o;
+  o.algorithm = OuterAlgorithm::kNoLoCo;
+  o.sync_every = sync_every;
+  o.lr = lr;
+  o.momentum = momentum;
+  o.consensus = consensus;
+  o.group_size = group_size;
+  return o;
 }
 
 inline OuterOptions diloco(int64_t sync_every, double lr, double momentum, bool nesterov = true) {

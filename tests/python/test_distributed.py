@@ -10,26 +10,16 @@ workers' parameters must equal it to 1e-6 and each other exactly.
 Run by CTest with LOOM_TORCH_LIBRARY set to the library.
 """
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import unittest
 
 import torch
 
+from multi_process import make_data, make_model, run_workers
+
 WORLD = 2
 STEPS = 3
-
-
-def make_model():
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
-
-
-def make_data():
-    generator = torch.Generator().manual_seed(1)
-    return torch.randn(8, 8, generator=generator), torch.randn(8, 1, generator=generator)
 
 
 def worker(out_path):
@@ -64,26 +54,10 @@ def worker(out_path):
     torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, out_path)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class DistributedApiTest(unittest.TestCase):
     def test_two_ranks_match_one_process(self):
         with tempfile.TemporaryDirectory() as tmp:
-            port = str(free_port())
-            procs = []
-            for rank in range(WORLD):
-                env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank),
-                           LOCAL_WORLD_SIZE=str(WORLD), MASTER_ADDR="127.0.0.1", MASTER_PORT=port,
-                           OMP_NUM_THREADS="1")
-                procs.append(subprocess.Popen([sys.executable, __file__, "--worker", os.path.join(tmp, f"{rank}.pt")],
-                                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-            for rank, proc in enumerate(procs):
-                output, _ = proc.communicate(timeout=120)
-                self.assertEqual(proc.returncode, 0, f"rank {rank}:\n{output}")
+            outputs = run_workers(__file__, WORLD, tmp)
 
             reference = make_model()
             optimizer = torch.optim.SGD(reference.parameters(), lr=0.1)
@@ -92,7 +66,7 @@ class DistributedApiTest(unittest.TestCase):
                 optimizer.zero_grad()
                 ((reference(x) - y) ** 2).mean().backward()
                 optimizer.step()
-            results = [torch.load(os.path.join(tmp, f"{rank}.pt")) for rank in range(WORLD)]
+            results = [torch.load(path) for path in outputs]
             for name, expected in reference.state_dict().items():
                 torch.testing.assert_close(results[0][name], expected, rtol=0, atol=1e-6, msg=name)
                 self.assertTrue(torch.equal(results[0][name], results[1][name]), name)

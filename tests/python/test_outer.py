@@ -16,25 +16,15 @@ Option errors are checked in the parent, a one-rank world.
 Run by CTest with LOOM_TORCH_LIBRARY set to the library.
 """
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import unittest
 
 import torch
 
+from multi_process import make_data, make_model, run_workers
+
 WORLD = 2
-
-
-def make_model():
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
-
-
-def make_data():
-    generator = torch.Generator().manual_seed(1)
-    return torch.randn(8, 8, generator=generator), torch.randn(8, 1, generator=generator)
 
 
 def half_of(rank):
@@ -229,31 +219,13 @@ def reference_data_parallel_sgd(steps, lr):
 # ---------------------------------------------------------------- tests
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class OuterOptimizerTest(unittest.TestCase):
     results = None
 
     @classmethod
     def setUpClass(cls):
         with tempfile.TemporaryDirectory() as tmp:
-            port = str(free_port())
-            procs = []
-            for rank in range(WORLD):
-                env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank),
-                           LOCAL_WORLD_SIZE=str(WORLD), MASTER_ADDR="127.0.0.1", MASTER_PORT=port,
-                           OMP_NUM_THREADS="1")
-                procs.append(subprocess.Popen([sys.executable, __file__, "--worker", os.path.join(tmp, f"{rank}.pt")],
-                                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-            outputs = [proc.communicate(timeout=120)[0] for proc in procs]
-            for rank, proc in enumerate(procs):
-                if proc.returncode != 0:
-                    raise AssertionError(f"rank {rank} exited with {proc.returncode}:\n{outputs[rank]}")
-            cls.results = [torch.load(os.path.join(tmp, f"{rank}.pt")) for rank in range(WORLD)]
+            cls.results = [torch.load(path) for path in run_workers(__file__, WORLD, tmp)]
 
     def trajectories(self, scenario):
         return [r[scenario]["trajectory"] for r in self.results]
