@@ -1,10 +1,13 @@
-// Device memory for CUDA kernel tests: float buffers copied from and back to CPU tensors.
+// What the CUDA kernel tests share: float device buffers copied from and back
+// to CPU tensors, and a fixture that skips (with the reason) where no CUDA
+// device is usable and otherwise gives each test a stream.
 #pragma once
 
 #include "kernels/cuda/cuda_check.h"
 
 #include <ATen/ATen.h>
 #include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -39,6 +42,25 @@ class DeviceBuffer {
  private:
   void* data_ = nullptr;
   int64_t count_;
+};
+
+class CudaStreamTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    int count = 0;
+    const cudaError_t status = cudaGetDeviceCount(&count);
+    if (status != cudaSuccess || count == 0) {
+      GTEST_SKIP() << "no usable CUDA device: cudaGetDeviceCount returned " << cudaGetErrorName(status) << " with "
+                   << count << " devices";
+    }
+    LOOM_CUDA_CHECK(cudaStreamCreate(&stream_));
+  }
+  void TearDown() override {
+    if (stream_ != nullptr) {
+      cudaStreamDestroy(stream_);
+    }
+  }
+  cudaStream_t stream_ = nullptr;
 };
 
 }  // namespace loom::test

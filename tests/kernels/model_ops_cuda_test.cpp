@@ -31,24 +31,7 @@ using test::DeviceBuffer;
 constexpr double kRtol = 1e-5;
 constexpr double kScale = 0.17677669529663687;  // 1 / sqrt(32)
 
-class CudaModelOpsTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    int count = 0;
-    const cudaError_t status = cudaGetDeviceCount(&count);
-    if (status != cudaSuccess || count == 0) {
-      GTEST_SKIP() << "no usable CUDA device: cudaGetDeviceCount returned " << cudaGetErrorName(status) << " with "
-                   << count << " devices";
-    }
-    LOOM_CUDA_CHECK(cudaStreamCreate(&stream_));
-  }
-  void TearDown() override {
-    if (stream_ != nullptr) {
-      cudaStreamDestroy(stream_);
-    }
-  }
-  cudaStream_t stream_ = nullptr;
-};
+class CudaModelOpsTest : public test::CudaStreamTest {};
 
 double maxAbs(const at::Tensor& t) {
   return t.numel() == 0 ? 0 : t.abs().max().item<double>();

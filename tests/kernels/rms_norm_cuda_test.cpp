@@ -6,6 +6,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/rms_norm.cuh"
 
+#include "tests/kernels/device_buffer.h"
 #include "tests/kernels/rms_norm_reference.h"
 #include "tests/kernels/tensor_close.h"
 
@@ -21,57 +22,12 @@ namespace loom::kernels {
 namespace {
 
 using test::allClose;
+using test::DeviceBuffer;
 
 constexpr double kEps = 1e-5;
 constexpr double kRtol = 1e-5;
 
-/// Device memory holding a copy of a CPU float tensor (or `count` uninitialised floats).
-class DeviceBuffer {
- public:
-  explicit DeviceBuffer(int64_t count) : count_(count) {
-    LOOM_CUDA_CHECK(cudaMalloc(&data_, sizeof(float) * std::max<int64_t>(count, 1)));
-  }
-  explicit DeviceBuffer(const at::Tensor& host) : DeviceBuffer(host.numel()) {
-    const at::Tensor src = host.contiguous();
-    LOOM_CUDA_CHECK(cudaMemcpy(data_, src.data_ptr<float>(), sizeof(float) * count_, cudaMemcpyHostToDevice));
-  }
-  ~DeviceBuffer() { cudaFree(data_); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-
-  float* get() const { return static_cast<float*>(data_); }
-
-  /// Copies the buffer back, shaped as `sizes` (after the stream's work is done).
-  at::Tensor toHost(at::IntArrayRef sizes) const {
-    at::Tensor out = at::empty(sizes, at::kFloat);
-    LOOM_CUDA_CHECK(cudaDeviceSynchronize());
-    LOOM_CUDA_CHECK(cudaMemcpy(out.data_ptr<float>(), data_, sizeof(float) * count_, cudaMemcpyDeviceToHost));
-    return out;
-  }
-
- private:
-  void* data_ = nullptr;
-  int64_t count_;
-};
-
-class CudaRmsNormTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    int count = 0;
-    const cudaError_t status = cudaGetDeviceCount(&count);
-    if (status != cudaSuccess || count == 0) {
-      GTEST_SKIP() << "no usable CUDA device: cudaGetDeviceCount returned " << cudaGetErrorName(status) << " with "
-                   << count << " devices";
-    }
-    LOOM_CUDA_CHECK(cudaStreamCreate(&stream_));
-  }
-  void TearDown() override {
-    if (stream_ != nullptr) {
-      cudaStreamDestroy(stream_);
-    }
-  }
-  cudaStream_t stream_ = nullptr;
-};
+class CudaRmsNormTest : public test::CudaStreamTest {};
 
 struct KernelResult {
   at::Tensor y, residual_out, rstd, dx, dw;
