@@ -20,6 +20,8 @@ struct Case {
   bool replicas_agree_after_sync;
 };
 
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
 class PlainLibtorchTest : public ::testing::TestWithParam<Case> {};
 
 // Replica r fits y = x w_r with w_r = w* + noise_r: alone, each drifts to its

@@ -83,6 +83,8 @@ struct Variant {
   bool replicas_agree_at_the_end;  ///< the last step ends with every replica on the same weights
 };
 
+void PrintTo(const Variant& v, std::ostream* os) { *os << v.name; }
+
 class OuterAlgorithmTest : public OuterCliTest, public ::testing::WithParamInterface<Variant> {};
 
 // Two replicas train 8 steps with sync_every 4: the job finishes, validation
