@@ -4,6 +4,7 @@
 #include "elastic/membership.h"
 
 #include "runtime/core/error.h"
+#include "tests/support/error_of.h"
 
 #include <torch/csrc/distributed/c10d/HashStore.hpp>
 
@@ -21,16 +22,7 @@ using namespace std::chrono_literals;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-template <typename Error, typename Fn>
-std::string errorOf(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what_without_backtrace();
-  }
-  ADD_FAILURE() << "expected the error type";
-  return "";
-}
+using loom::test::errorOf;
 
 TEST(MembershipTest, InitializeKeepsTheFirstMembership) {
   auto store = c10::make_intrusive<c10d::HashStore>();

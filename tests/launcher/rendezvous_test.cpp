@@ -5,6 +5,7 @@
 #include "launcher/node_rendezvous.h"
 #include "launcher/signal_watch.h"
 #include "runtime/core/error.h"
+#include "tests/support/error_of.h"
 
 #include <torch/csrc/distributed/c10d/HashStore.hpp>
 
@@ -44,16 +45,7 @@ void awaitRegistration(c10d::Store& store, int node_rank) {
   while (!store.check({"node/" + std::to_string(node_rank)})) std::this_thread::sleep_for(1ms);
 }
 
-template <typename Error, typename Fn>
-std::string errorOf(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what_without_backtrace();
-  }
-  ADD_FAILURE() << "expected the error type";
-  return "";
-}
+using loom::test::errorOf;
 
 TEST(RendezvousTest, NodesAgreeOnMembershipOrderedByNodeRank) {
   c10d::HashStore store;
