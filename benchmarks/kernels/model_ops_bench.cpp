@@ -8,6 +8,7 @@
 //   {"op", "pass", "shape", "dtype", "threads", "reps", "loom_us", "reference_us", "speedup"}
 // times are medians over --reps timed runs after --warmup untimed ones;
 // speedup = reference_us / loom_us.
+#include "benchmarks/kernels/median_timer.h"
 #include "kernels/torch/causal_softmax_ops.h"
 #include "kernels/torch/rope_ops.h"
 #include "kernels/torch/swiglu_ops.h"
@@ -48,18 +49,7 @@ using OpFn = std::function<at::Tensor(const Case&)>;
 using MakeCase = std::function<Case(at::ScalarType, bool requires_grad)>;
 
 double medianMicros(const std::function<void()>& fn, const BenchOptions& opts) {
-  for (int i = 0; i < opts.warmup; ++i) {
-    fn();
-  }
-  std::vector<double> times;
-  for (int i = 0; i < opts.reps; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    fn();
-    const auto stop = std::chrono::steady_clock::now();
-    times.push_back(std::chrono::duration<double, std::micro>(stop - start).count());
-  }
-  std::nth_element(times.begin(), times.begin() + times.size() / 2, times.end());
-  return times[times.size() / 2];
+  return loom::bench::medianMicros(fn, opts.warmup, opts.reps);
 }
 
 std::function<void()> pass(const OpFn& op, const Case& c, bool backward) {
@@ -123,8 +113,7 @@ at::Tensor compositeRope(const at::Tensor& x, const at::Tensor& cos_table, const
 /// model/attention.cpp's composite: scale, a fresh -inf mask above the diagonal, softmax.
 at::Tensor compositeCausalSoftmax(const at::Tensor& scores, double scale) {
   const int64_t seq = scores.size(-1);
-  const at::Tensor mask =
-      at::full({seq, seq}, -std::numeric_limits<float>::infinity(), scores.options()).triu(1);
+  const at::Tensor mask = at::full({seq, seq}, -std::numeric_limits<float>::infinity(), scores.options()).triu(1);
   return at::softmax(scores * scale + mask, -1);
 }
 
@@ -158,9 +147,9 @@ int main(int argc, char** argv) {
   };
   const MakeCase swiglu_case = [](at::ScalarType dtype, bool requires_grad) {
     const std::vector<int64_t> shape = {kBatch * kSeq, kFfnDim};
-    return Case{{at::randn(shape, dtype).requires_grad_(requires_grad),
-                 at::randn(shape, dtype).requires_grad_(requires_grad)},
-                at::randn(shape, dtype)};
+    return Case{
+        {at::randn(shape, dtype).requires_grad_(requires_grad), at::randn(shape, dtype).requires_grad_(requires_grad)},
+        at::randn(shape, dtype)};
   };
 
   struct Op {

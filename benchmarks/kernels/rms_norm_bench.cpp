@@ -6,6 +6,7 @@
 //   {"op", "pass", "shape", "dtype", "threads", "reps", "loom_us", "reference_us", "speedup"}
 // times are medians over --reps timed runs after --warmup untimed ones;
 // speedup = reference_us / loom_us.
+#include "benchmarks/kernels/median_timer.h"
 #include "kernels/torch/rms_norm_ops.h"
 
 #include <ATen/ATen.h>
@@ -43,18 +44,7 @@ struct Case {
 using OpFn = std::function<std::vector<at::Tensor>(const Case&)>;
 
 double medianMicros(const std::function<void()>& fn, const BenchOptions& opts) {
-  for (int i = 0; i < opts.warmup; ++i) {
-    fn();
-  }
-  std::vector<double> times;
-  for (int i = 0; i < opts.reps; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    fn();
-    const auto stop = std::chrono::steady_clock::now();
-    times.push_back(std::chrono::duration<double, std::micro>(stop - start).count());
-  }
-  std::nth_element(times.begin(), times.begin() + times.size() / 2, times.end());
-  return times[times.size() / 2];
+  return loom::bench::medianMicros(fn, opts.warmup, opts.reps);
 }
 
 /// Forward, and with `backward` a backward with upstream gradient dy for every output.
