@@ -15,6 +15,8 @@
 // they detect corruption, they are not cryptographic.
 #pragma once
 
+#include "runtime/core/named_tensors.h"
+
 #include <ATen/core/Tensor.h>
 
 #include <cstddef>
@@ -25,7 +27,7 @@
 
 namespace loom::elastic {
 
-using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
+using loom::NamedTensors;
 
 /// Bytes per independently hashed chunk of a tensor (part of the checksum's definition).
 constexpr int64_t kChecksumChunkBytes = int64_t{256} << 10;

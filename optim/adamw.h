@@ -11,6 +11,7 @@
 #pragma once
 
 #include "runtime/config/options.h"
+#include "runtime/core/named_tensors.h"
 
 #include <ATen/core/Tensor.h>
 
@@ -20,7 +21,7 @@
 
 namespace loom::optim {
 
-using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
+using loom::NamedTensors;
 
 class AdamW {
  public:

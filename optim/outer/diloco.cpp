@@ -56,12 +56,16 @@ void DiLoCo::send(FlatRange range) {
   next_ = 1 - next_;
 }
 
-at::Tensor DiLoCo::receive() {
-  LOOM_CHECK(awaited_ >= 0, "outer: no average to receive");
+void DiLoCo::awaitArrival() {
   if (exchange_.pending()) {
     exchange_.wait();
     ++stats_.syncs;
   }
+}
+
+at::Tensor DiLoCo::receive() {
+  LOOM_CHECK(awaited_ >= 0, "outer: no average to receive");
+  awaitArrival();
   const int index = awaited_;
   awaited_ = -1;
   return outgoing_[index];
@@ -123,10 +127,7 @@ void DiLoCo::finish() {
 NamedTensors DiLoCo::stateTensors() {
   NamedTensors state{{"outer.global", global_}, {"outer.momentum", momentum_}};
   if (awaited_ >= 0) {
-    if (exchange_.pending()) {
-      exchange_.wait();
-      ++stats_.syncs;
-    }
+    awaitArrival();
     // Outside the awaited range the buffer holds stale data; zero it so the file is a function of the state.
     at::Tensor pending = at::zeros_like(global_);
     pending.narrow(0, awaited_range_.begin, awaited_range_.numel())

@@ -34,6 +34,7 @@ class DiLoCo final : public OuterOptimizer {
  private:
   void send(FlatRange range);  ///< D = global - local over range, then start its average
   at::Tensor receive();        ///< the buffer holding the average last sent, once it has arrived
+  void awaitArrival();         ///< waits for the exchange in flight, if any
   void apply(FlatRange range, const at::Tensor& average, double alpha);
   void endDelayedRound();
 

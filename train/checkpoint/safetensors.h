@@ -7,6 +7,8 @@
 // (checked at compile time).
 #pragma once
 
+#include "runtime/core/named_tensors.h"
+
 #include <ATen/core/Tensor.h>
 
 #include <map>
@@ -16,7 +18,7 @@
 
 namespace loom::checkpoint {
 
-using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
+using loom::NamedTensors;
 
 /// Writes `tensors` in the given order, plus `metadata` under "__metadata__"
 /// (omitted when empty), atomically: a crash leaves the old file or the new
