@@ -157,6 +157,30 @@ void copyOuter(const OuterConfig& from, OuterOptions& to, std::vector<Violation>
   }
 }
 
+void copyElastic(const ElasticConfig& from, ElasticOptions& to, std::vector<Violation>& violations) {
+  LOOM_COPY_PRESENT(from, to, min_ranks);
+  LOOM_COPY_PRESENT(from, to, max_ranks);
+  LOOM_COPY_PRESENT(from, to, heartbeat_interval_s);
+  LOOM_COPY_PRESENT(from, to, heartbeat_timeout_s);
+  LOOM_COPY_PRESENT(from, to, rebuild_timeout_s);
+  LOOM_COPY_PRESENT(from, to, poll_interval_s);
+  if (from.has_policy()) {
+    switch (from.policy()) {
+      case ElasticConfig::NONE:
+        to.policy = ElasticPolicy::kNone;
+        break;
+      case ElasticConfig::REPLACE:
+        to.policy = ElasticPolicy::kReplace;
+        break;
+      case ElasticConfig::SHRINK:
+        to.policy = ElasticPolicy::kShrink;
+        break;
+      default:
+        enumViolation(*ElasticConfig::descriptor()->FindFieldByName("policy"), from.policy(), violations);
+    }
+  }
+}
+
 void copyLogging(const LoggingConfig& from, LoggingOptions& to, std::vector<Violation>& violations) {
   LOOM_COPY_PRESENT(from, to, log_every);
   LOOM_COPY_PRESENT(from, to, peak_tflops);
@@ -226,6 +250,18 @@ DataConfig::Order toProtoOrder(SampleOrder order) {
   return order == SampleOrder::kShuffled ? DataConfig::SHUFFLED : DataConfig::SEQUENTIAL;
 }
 
+ElasticConfig::Policy toProtoPolicy(ElasticPolicy policy) {
+  switch (policy) {
+    case ElasticPolicy::kNone:
+      return ElasticConfig::NONE;
+    case ElasticPolicy::kReplace:
+      return ElasticConfig::REPLACE;
+    case ElasticPolicy::kShrink:
+      return ElasticConfig::SHRINK;
+  }
+  LOOM_CHECK(false, "unknown ElasticPolicy ", static_cast<int>(policy));
+}
+
 LoggingConfig::Level toProtoLevel(LogLevel level) {
   switch (level) {
     case LogLevel::kDebug:
@@ -250,6 +286,7 @@ JobOptions fromProto(const LoomConfig& config, std::vector<Violation>& violation
   copyParallel(config.parallel(), options.parallel, violations);
   copyOptimizer(config.optimizer(), options.optimizer);
   copyOuter(config.outer(), options.outer, violations);
+  copyElastic(config.elastic(), options.elastic, violations);
   copyLogging(config.logging(), options.logging, violations);
   return options;
 }
@@ -325,7 +362,15 @@ LoomConfig toProto(const JobOptions& options) {
   LOOM_COPY_TO_PROTO(options.outer, outer, staleness_penalty);
   LOOM_COPY_TO_PROTO(options.outer, outer, clip);
 
-  config.mutable_elastic();
+  const ElasticOptions& e = options.elastic;
+  ElasticConfig& elastic = *config.mutable_elastic();
+  elastic.set_policy(toProtoPolicy(e.policy));
+  LOOM_COPY_TO_PROTO(e, elastic, min_ranks);
+  LOOM_COPY_TO_PROTO(e, elastic, max_ranks);
+  LOOM_COPY_TO_PROTO(e, elastic, heartbeat_interval_s);
+  LOOM_COPY_TO_PROTO(e, elastic, heartbeat_timeout_s);
+  LOOM_COPY_TO_PROTO(e, elastic, rebuild_timeout_s);
+  LOOM_COPY_TO_PROTO(e, elastic, poll_interval_s);
 
   const LoggingOptions& l = options.logging;
   LoggingConfig& logging = *config.mutable_logging();

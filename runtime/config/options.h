@@ -142,7 +142,20 @@ struct OuterOptions {
   double effectiveConsensus() const { return consensus >= 0 ? consensus : effectiveLr(); }
 };
 
-struct ElasticOptions {};
+enum class ElasticPolicy { kNone, kReplace, kShrink };
+
+/// Elastic training (docs/elastic.md); elastic iff policy != kNone.
+struct ElasticOptions {
+  ElasticPolicy policy = ElasticPolicy::kNone;
+  int64_t min_ranks = 1;              ///< below this the job stops after a durable checkpoint
+  int64_t max_ranks = 0;              ///< joiners admitted up to this world size; 0 = the starting one
+  double heartbeat_interval_s = 0.5;  ///< between a rank's heartbeats
+  double heartbeat_timeout_s = 5;     ///< silence that declares a rank lost
+  double rebuild_timeout_s = 30;      ///< survivors' wait for each other when rebuilding
+  double poll_interval_s = 0.02;      ///< watchdog's period for failures and joiners
+
+  bool enabled() const { return policy != ElasticPolicy::kNone; }
+};
 
 struct LoggingOptions {
   int64_t log_every = 10;            ///< steps between JSON/progress lines (step 1 is always logged)

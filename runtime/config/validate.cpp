@@ -173,6 +173,31 @@ const char* algorithmName(OuterAlgorithm algorithm) {
   LOOM_CHECK(false, "unknown OuterAlgorithm ", static_cast<int>(algorithm));
 }
 
+void checkElastic(const ElasticOptions& e, const JobOptions& job, int world_size, Checker& check) {
+  check.atLeast("elastic.min_ranks", e.min_ranks, 1);
+  check.atLeast("elastic.max_ranks", e.max_ranks, 0);
+  check.positive("elastic.heartbeat_interval_s", e.heartbeat_interval_s);
+  check.positive("elastic.rebuild_timeout_s", e.rebuild_timeout_s);
+  check.positive("elastic.poll_interval_s", e.poll_interval_s);
+  check.require(e.heartbeat_timeout_s > e.heartbeat_interval_s, {"elastic.heartbeat_timeout_s"},
+                c10::str("elastic.heartbeat_timeout_s (", e.heartbeat_timeout_s,
+                         ") must exceed elastic.heartbeat_interval_s (", e.heartbeat_interval_s,
+                         "): a healthy rank must beat several times per timeout"));
+  if (!e.enabled()) return;
+  check.require(e.min_ranks <= world_size, {"elastic.min_ranks"},
+                c10::str("elastic.min_ranks (", e.min_ranks, ") exceeds the starting world size (", world_size,
+                         "): the job could never run; lower it or start more ranks"));
+  check.require(e.max_ranks == 0 || e.max_ranks >= world_size, {"elastic.max_ranks"},
+                c10::str("elastic.max_ranks (", e.max_ranks, ") is below the starting world size (", world_size,
+                         "): raise it, or 0 for the starting size"));
+  check.require(job.parallel.backend == CommBackend::kGloo, {"elastic.policy", "parallel.backend"},
+                "elastic.policy needs parallel.backend GLOO: MPI cannot replace a lost rank and NCCL shrink is not "
+                "wired in yet; set parallel.backend: GLOO or elastic.policy: NONE");
+  check.require(job.outer.algorithm == OuterAlgorithm::kNone, {"elastic.policy", "outer.algorithm"},
+                "elastic.policy with an outer optimizer is not supported yet (docs/elastic.md): set "
+                "outer.algorithm: NONE or elastic.policy: NONE");
+}
+
 void checkOuter(const OuterOptions& outer, const ParallelOptions& parallel, int world_size, Checker& check) {
   const char* algorithm = algorithmName(outer.algorithm);
   check.atLeast("outer.sync_every", outer.sync_every, 1);
@@ -254,6 +279,7 @@ std::vector<Violation> findViolations(const JobOptions& options, int world_size)
   checkParallel(options.parallel, world_size, check);
   checkOptimizer(options.optimizer, check);
   checkOuter(options.outer, options.parallel, world_size, check);
+  checkElastic(options.elastic, options, world_size, check);
   check.atLeast("logging.log_every", options.logging.log_every, 1);
   check.nonNegative("logging.peak_tflops", options.logging.peak_tflops);
   return check.take();
