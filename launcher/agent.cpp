@@ -1,8 +1,10 @@
 #include "launcher/agent.h"
 
+#include "launcher/elastic_agent.h"
 #include "launcher/node_rendezvous.h"
 #include "launcher/worker_env.h"
 #include "runtime/core/error.h"
+#include "runtime/dist/elastic_keys.h"
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 
@@ -18,11 +20,6 @@ constexpr size_t kTailLines = 10;
 constexpr size_t kTailLineChars = 1000;
 /// How long node 0 waits, beyond the grace period, for the other nodes to leave.
 constexpr std::chrono::seconds kLeaveMargin{60};
-
-std::string describeStatus(const ExitStatus& status) {
-  return status.signaled ? "was killed by " + signalName(status.signal)
-                         : "exited with code " + std::to_string(status.code);
-}
 
 bool sameWorker(const WorkerFailure& a, const WorkerFailure& b) {
   return a.rank == b.rank && a.node_rank == b.node_rank && a.pid == b.pid;
@@ -54,11 +51,15 @@ int Agent::run() {
 int Agent::runJob() {
   LaunchStore launch_store = openLaunchStore(opts_, log_);
   store_endpoint_ = launch_store.endpoint;
-  job_store_ = c10::make_intrusive<c10d::PrefixStore>("loom-launch/" + opts_.run_id, launch_store.store);
+  base_store_ = launch_store.store;
+  job_store_ = c10::make_intrusive<c10d::PrefixStore>("loom-launch/" + opts_.run_id, base_store_);
   const auto check_interrupt = [this] {
     if (const int signal = signals_->takeStopSignal()) throw StopRequested(signal);
   };
   membership_ = joinRendezvous(*job_store_, opts_, host_, check_interrupt, log_);
+  // A config the workers could not load stops the job here (InputError: exit code 2).
+  elastic_ = elasticModeOf(opts_.args, membership_.group_world_size * opts_.nproc_per_node);
+  if (elastic_) log_.info(describeElasticMode(*elastic_));
   coordinator_.emplace(*job_store_, membership_, opts_.node_rank, opts_.rdzv_timeout);
   run_dir_.emplace(opts_.log_dir, opts_.run_id);
   if (run_dir_->keepsLogs()) {
@@ -87,6 +88,7 @@ int Agent::runJob() {
     } catch (const std::exception& e) {
       throwStoreLost(attempt, e);
     }
+    if (elastic_) return finish(runElasticAttempt(attempt));
     if (const std::optional<int> code = conclude(attempt, runAttempt(attempt))) return finish(*code);
   }
 }
@@ -110,7 +112,7 @@ std::optional<int> Agent::conclude(int attempt, const AttemptResult& result) {
   if (!bad_input && result.stop_signal == 0 && attempt < opts_.max_restarts) {
     log_.info("Worker group FAILED. ", opts_.max_restarts - attempt, "/", opts_.max_restarts,
               " attempts left; will restart worker group (root cause: rank ", root.rank, " on ", root.host, " ",
-              describeStatus(root.status), ")");
+              describeExit(root.status), ")");
     return std::nullopt;
   }
   std::vector<WorkerFailure> others;
@@ -129,8 +131,7 @@ std::optional<int> Agent::conclude(int attempt, const AttemptResult& result) {
   return root.status.shellCode();
 }
 
-Agent::AttemptResult Agent::runAttempt(int attempt) {
-  WorkerGroup group(opts_.program, opts_.args, makeLaunches(attempt), log_);
+void Agent::logStarted(const WorkerGroup& group, int attempt) const {
   std::string started;
   for (size_t i = 0; i < group.size(); ++i) {
     started += (i == 0 ? "" : ", ") + std::string("rank ") + std::to_string(group.launch(i).rank) + " (pid " +
@@ -138,10 +139,40 @@ Agent::AttemptResult Agent::runAttempt(int attempt) {
   }
   log_.info("attempt ", attempt, ": started ", group.size(), " worker(s): ", started,
             "; MASTER_ADDR=", store_endpoint_.host, " MASTER_PORT=", store_endpoint_.port);
+}
+
+Agent::AttemptResult Agent::runAttempt(int attempt) {
+  WorkerGroup group(opts_.program, opts_.args, makeLaunches(attempt), log_);
+  logStarted(group, attempt);
   try {
     return monitor(group, attempt);
   } catch (const std::exception& e) {
     // Only the store can fail here (a worker's failure is data, not an exception).
+    group.stop(opts_.grace_period, *signals_);
+    throwStoreLost(attempt, e);
+  }
+}
+
+int Agent::runElasticAttempt(int attempt) {
+  const int world_size = membership_.group_world_size * opts_.nproc_per_node;
+  std::vector<WorkerLaunch> launches;
+  std::vector<int> ids;
+  for (int local_rank = 0; local_rank < opts_.nproc_per_node; ++local_rank) {
+    const int rank = membership_.group_rank * opts_.nproc_per_node + local_rank;
+    launches.push_back(makeLaunch(attempt, local_rank, rank, /*joiner=*/false));
+    ids.push_back(rank);
+  }
+  WorkerGroup group(opts_.program, opts_.args, std::move(launches), log_);
+  logStarted(group, attempt);
+  const auto elastic_store = c10::make_intrusive<c10d::PrefixStore>(dist::elastic_keys::root(attempt), base_store_);
+  ElasticMonitor monitor(ElasticMonitor::Context{
+      opts_, elastic_->options, log_, *signals_, *coordinator_, *elastic_store, world_size, programName(opts_.program),
+      [this, attempt](int local_rank, int id, bool joiner) { return makeLaunch(attempt, local_rank, id, joiner); },
+      [this](const WorkerGroup& g, size_t index) { return describeFailure(g, index); },
+      [this](int signal) { return stopOutcome(signal); }});
+  try {
+    return monitor.run(group, ids);
+  } catch (const std::exception& e) {
     group.stop(opts_.grace_period, *signals_);
     throwStoreLost(attempt, e);
   }
@@ -169,7 +200,7 @@ Agent::AttemptResult Agent::monitor(WorkerGroup& group, int attempt) {
       const ExitStatus& status = *group.process(i).status();
       if (status.success()) continue;
       log_.info("attempt ", attempt, ": rank ", group.launch(i).rank, " (pid ", group.process(i).pid(), ") ",
-                describeStatus(status));
+                describeExit(status));
       result.local_failures.push_back(describeFailure(group, i));
     }
     if (!result.local_failures.empty()) {
@@ -192,7 +223,7 @@ Agent::AttemptResult Agent::monitor(WorkerGroup& group, int attempt) {
         log_.info("node ", o.node_rank, " (", o.host, ") reported ",
                   o.kind == AttemptOutcome::Kind::kStopped
                       ? signalName(o.signal)
-                      : "rank " + std::to_string(o.failure.rank) + " " + describeStatus(o.failure.status),
+                      : "rank " + std::to_string(o.failure.rank) + " " + describeExit(o.failure.status),
                   ": stopping this node's workers");
         break;
       }
@@ -211,36 +242,44 @@ Agent::AttemptResult Agent::monitor(WorkerGroup& group, int attempt) {
 
 std::vector<WorkerLaunch> Agent::makeLaunches(int attempt) const {
   std::vector<WorkerLaunch> launches;
-  const int nproc = opts_.nproc_per_node;
-  for (int local_rank = 0; local_rank < nproc; ++local_rank) {
-    WorkerIdentity id;
-    id.local_rank = local_rank;
-    id.rank = membership_.group_rank * nproc + local_rank;
-    id.world_size = membership_.group_world_size * nproc;
-    id.local_world_size = nproc;
-    id.group_rank = membership_.group_rank;
-    id.group_world_size = membership_.group_world_size;
-    id.restart_count = attempt;
-    id.max_restarts = opts_.max_restarts;
-    id.run_id = opts_.run_id;
-    id.master_addr = store_endpoint_.host;
-    id.master_port = store_endpoint_.port;
-    const std::string dir = run_dir_->rankDir(attempt, id.rank);
-    id.error_file = dir + "/error.json";
-
-    WorkerLaunch launch;
-    launch.rank = id.rank;
-    launch.local_rank = local_rank;
-    launch.env = workerEnvironment(base_env_, id, omp_threads_);
-    launch.error_file = id.error_file;
-    const std::string prefix = "[rank " + std::to_string(id.rank) + "]: ";
-    launch.out =
-        StreamTarget{prefix, opts_.consoleOutput() ? 1 : -1, run_dir_->keepsLogs() ? dir + "/stdout.log" : "", 0};
-    launch.err = StreamTarget{prefix, opts_.consoleOutput() ? 2 : -1, run_dir_->keepsLogs() ? dir + "/stderr.log" : "",
-                              kTailLines};
-    launches.push_back(std::move(launch));
+  for (int local_rank = 0; local_rank < opts_.nproc_per_node; ++local_rank) {
+    launches.push_back(makeLaunch(attempt, local_rank, std::nullopt, /*joiner=*/false));
   }
   return launches;
+}
+
+WorkerLaunch Agent::makeLaunch(int attempt, int local_rank, std::optional<int> elastic_id, bool joiner) const {
+  const int nproc = opts_.nproc_per_node;
+  WorkerIdentity id;
+  id.local_rank = local_rank;
+  id.rank = membership_.group_rank * nproc + local_rank;
+  id.world_size = membership_.group_world_size * nproc;
+  id.local_world_size = nproc;
+  id.group_rank = membership_.group_rank;
+  id.group_world_size = membership_.group_world_size;
+  id.restart_count = attempt;
+  id.max_restarts = opts_.max_restarts;
+  id.run_id = opts_.run_id;
+  id.master_addr = store_endpoint_.host;
+  id.master_port = store_endpoint_.port;
+  const std::string dir = run_dir_->rankDir(attempt, id.rank, joiner ? "_id" + std::to_string(*elastic_id) : "");
+  id.error_file = dir + "/error.json";
+
+  WorkerLaunch launch;
+  launch.rank = id.rank;
+  launch.local_rank = local_rank;
+  launch.env = workerEnvironment(base_env_, id, omp_threads_);
+  if (elastic_id) {
+    setVariable(&launch.env, dist::elastic_keys::kIdEnv, std::to_string(*elastic_id));
+    setVariable(&launch.env, dist::elastic_keys::kJoinEnv, joiner ? std::optional<std::string>("1") : std::nullopt);
+  }
+  launch.error_file = id.error_file;
+  const std::string prefix = "[rank " + std::to_string(id.rank) + "]: ";
+  launch.out =
+      StreamTarget{prefix, opts_.consoleOutput() ? 1 : -1, run_dir_->keepsLogs() ? dir + "/stdout.log" : "", 0};
+  launch.err = StreamTarget{prefix, opts_.consoleOutput() ? 2 : -1, run_dir_->keepsLogs() ? dir + "/stderr.log" : "",
+                            kTailLines};
+  return launch;
 }
 
 WorkerFailure Agent::describeFailure(const WorkerGroup& group, size_t index) const {

@@ -1,8 +1,11 @@
 // The launcher's agent: rendezvous with the other nodes, then run attempts of the
 // worker group until one succeeds, the job is stopped, or the failure policy
-// gives up (docs/launcher.md "Failure policy").
+// gives up (docs/launcher.md "Failure policy"). In elastic mode (the worker's
+// config says elastic.policy REPLACE or SHRINK) one attempt runs under
+// ElasticMonitor instead, which lets the job outlive its workers.
 #pragma once
 
+#include "launcher/elastic_mode.h"
 #include "launcher/job_coordinator.h"
 #include "launcher/launch_log.h"
 #include "launcher/launch_options.h"
@@ -41,7 +44,13 @@ class Agent {
   /// The exit code the attempt's result ends the job with; nullopt: restart.
   std::optional<int> conclude(int attempt, const AttemptResult& result);
   AttemptResult monitor(WorkerGroup& group, int attempt);
+  /// The elastic attempt: returns this node's exit code.
+  int runElasticAttempt(int attempt);
+  void logStarted(const WorkerGroup& group, int attempt) const;
   std::vector<WorkerLaunch> makeLaunches(int attempt) const;
+  /// Worker `local_rank` of this node; in elastic mode with its elastic id, a
+  /// joiner being a replacement (LOOM_ELASTIC_JOIN=1, its own log directory).
+  WorkerLaunch makeLaunch(int attempt, int local_rank, std::optional<int> elastic_id, bool joiner) const;
   WorkerFailure describeFailure(const WorkerGroup& group, size_t index) const;
   AttemptOutcome stopOutcome(int signal) const;
   [[noreturn]] void throwStoreLost(int attempt, const std::exception& e) const;
@@ -54,9 +63,11 @@ class Agent {
   // Set up by run() and runJob(), in this order; torn down in reverse, so the
   // store's threads are gone before the signal mask is restored.
   std::optional<SignalWatch> signals_;
-  c10::intrusive_ptr<c10d::Store> job_store_;  ///< this run's prefix of the launch store
+  c10::intrusive_ptr<c10d::Store> base_store_;  ///< the launch store itself (elastic keys live here)
+  c10::intrusive_ptr<c10d::Store> job_store_;   ///< this run's prefix of the launch store
   Endpoint store_endpoint_;
   Membership membership_;
+  std::optional<ElasticMode> elastic_;  ///< set in elastic mode
   std::optional<JobCoordinator> coordinator_;
   std::optional<RunDirectory> run_dir_;
   std::vector<std::string> base_env_;

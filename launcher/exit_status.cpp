@@ -17,6 +17,11 @@ ExitStatus ExitStatus::fromWaitStatus(int status) {
   return result;
 }
 
+std::string describeExit(const ExitStatus& status) {
+  return status.signaled ? "was killed by " + signalName(status.signal)
+                         : "exited with code " + std::to_string(status.code);
+}
+
 std::string signalName(int signal) {
   switch (signal) {
     case SIGHUP:

@@ -22,6 +22,9 @@ struct ExitStatus {
   int shellCode() const { return signaled ? 128 + signal : code; }
 };
 
+/// "exited with code 3" / "was killed by SIGKILL", for log lines.
+std::string describeExit(const ExitStatus& status);
+
 /// "SIGKILL" for 9; "SIG<n>" when the number has no standard name.
 std::string signalName(int signal);
 

@@ -38,8 +38,8 @@ RunDirectory::~RunDirectory() {
   }
 }
 
-std::string RunDirectory::rankDir(int attempt, int rank) const {
-  const std::string dir = path_ + "/attempt_" + std::to_string(attempt) + "/rank_" + std::to_string(rank);
+std::string RunDirectory::rankDir(int attempt, int rank, const std::string& suffix) const {
+  const std::string dir = path_ + "/attempt_" + std::to_string(attempt) + "/rank_" + std::to_string(rank) + suffix;
   std::error_code error;
   std::filesystem::create_directories(dir, error);
   LOOM_CHECK_INPUT(!error, "cannot create the worker directory ", dir, ": ", error.message());

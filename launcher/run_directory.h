@@ -21,8 +21,9 @@ class RunDirectory {
   const std::string& path() const { return path_; }
   bool keepsLogs() const { return !temporary_; }
 
-  /// Creates and returns attempt_<attempt>/rank_<rank>.
-  std::string rankDir(int attempt, int rank) const;
+  /// Creates and returns attempt_<attempt>/rank_<rank><suffix> (elastic mode
+  /// names a replacement worker's directory rank_<rank>_id<id>).
+  std::string rankDir(int attempt, int rank, const std::string& suffix = "") const;
 
  private:
   std::string path_;

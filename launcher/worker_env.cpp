@@ -57,6 +57,12 @@ std::vector<std::string> currentEnvironment() {
   return env;
 }
 
+void setVariable(std::vector<std::string>* env, const std::string& name, const std::optional<std::string>& value) {
+  env->erase(std::remove_if(env->begin(), env->end(), [&](const std::string& entry) { return nameOf(entry) == name; }),
+             env->end());
+  if (value) env->push_back(name + "=" + *value);
+}
+
 std::optional<std::string> findVariable(const std::vector<std::string>& env, const std::string& name) {
   for (const auto& entry : env) {
     if (entry.size() > name.size() && entry.compare(0, name.size(), name) == 0 && entry[name.size()] == '=') {

@@ -40,6 +40,9 @@ std::vector<std::string> workerEnvironment(const std::vector<std::string>& base,
 /// This process's environment as "NAME=value" entries.
 std::vector<std::string> currentEnvironment();
 
+/// Sets `name` to `value` in `env` (replacing any entry), or removes it when `value` is nullopt.
+void setVariable(std::vector<std::string>* env, const std::string& name, const std::optional<std::string>& value);
+
 /// The value of `name` in `env`, nullopt when unset.
 std::optional<std::string> findVariable(const std::vector<std::string>& env, const std::string& name);
 

@@ -21,18 +21,25 @@ std::chrono::milliseconds until(Clock::time_point deadline) {
 
 }  // namespace
 
-WorkerGroup::WorkerGroup(const std::string& program, const std::vector<std::string>& args,
-                         std::vector<WorkerLaunch> launches, const LaunchLog& log)
-    : log_(log) {
+WorkerGroup::WorkerGroup(std::string program, std::vector<std::string> args, std::vector<WorkerLaunch> launches,
+                         const LaunchLog& log)
+    : program_(std::move(program)), args_(std::move(args)), log_(log) {
   workers_.reserve(launches.size());
-  for (auto& launch : launches) {
-    Worker w;
-    w.out = std::make_unique<WorkerOutput>(launch.out);
-    w.err = std::make_unique<WorkerOutput>(launch.err);
-    w.process = std::make_unique<ChildProcess>(ChildSpec{program, args, launch.env});
-    w.launch = std::move(launch);
-    workers_.push_back(std::move(w));
-  }
+  for (auto& launch : launches) workers_.push_back(start(std::move(launch)));
+}
+
+WorkerGroup::Worker WorkerGroup::start(WorkerLaunch launch) const {
+  Worker w;
+  w.out = std::make_unique<WorkerOutput>(launch.out);
+  w.err = std::make_unique<WorkerOutput>(launch.err);
+  w.process = std::make_unique<ChildProcess>(ChildSpec{program_, args_, launch.env});
+  w.launch = std::move(launch);
+  return w;
+}
+
+size_t WorkerGroup::add(WorkerLaunch launch) {
+  workers_.push_back(start(std::move(launch)));
+  return workers_.size() - 1;
 }
 
 bool WorkerGroup::pollStreams(std::chrono::milliseconds timeout, int extra_fd) {

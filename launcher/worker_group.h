@@ -29,10 +29,15 @@ class WorkerGroup {
  public:
   /// Starts every worker. Throws InputError when the program cannot be run
   /// (workers already started are killed).
-  WorkerGroup(const std::string& program, const std::vector<std::string>& args, std::vector<WorkerLaunch> launches,
+  WorkerGroup(std::string program, std::vector<std::string> args, std::vector<WorkerLaunch> launches,
               const LaunchLog& log);
   /// Workers still running are killed with SIGKILL (the orderly way is stop()).
   ~WorkerGroup() = default;
+
+  /// Starts one more worker (the same program and args) in the running group, at
+  /// the next index, and returns that index; indices of the others do not change.
+  /// Throws as the constructor does (the group is then unchanged).
+  size_t add(WorkerLaunch launch);
 
   /// Waits up to `timeout` for worker output or a signal (SIGCHLD included, so a
   /// worker's exit ends the wait at once), forwarding whatever output arrived.
@@ -72,7 +77,10 @@ class WorkerGroup {
   /// forwarding what arrived. False when nothing was ready or nothing is open.
   bool pollStreams(std::chrono::milliseconds timeout, int extra_fd);
   bool anyRunning() const;
+  Worker start(WorkerLaunch launch) const;
 
+  std::string program_;
+  std::vector<std::string> args_;
   std::vector<Worker> workers_;
   const LaunchLog& log_;
 };

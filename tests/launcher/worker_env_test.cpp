@@ -109,5 +109,16 @@ TEST(WorkerEnvTest, FindVariableMatchesWholeNames) {
   EXPECT_FALSE(findVariable(env, "RAN").has_value());
 }
 
+TEST(WorkerEnvTest, SetVariableReplacesAddsAndRemoves) {
+  std::vector<std::string> env = {"LOOM_ELASTIC_ID=7", "LOOM_ELASTIC_IDX=1", "HOME=/root", "LOOM_ELASTIC_ID=8"};
+  setVariable(&env, "LOOM_ELASTIC_ID", "3");
+  EXPECT_EQ(env, (std::vector<std::string>{"LOOM_ELASTIC_IDX=1", "HOME=/root", "LOOM_ELASTIC_ID=3"}));
+  setVariable(&env, "LOOM_ELASTIC_JOIN", "1");
+  EXPECT_EQ(findVariable(env, "LOOM_ELASTIC_JOIN"), "1");
+  setVariable(&env, "LOOM_ELASTIC_JOIN", std::nullopt);
+  setVariable(&env, "NOT_THERE", std::nullopt);
+  EXPECT_EQ(env, (std::vector<std::string>{"LOOM_ELASTIC_IDX=1", "HOME=/root", "LOOM_ELASTIC_ID=3"}));
+}
+
 }  // namespace
 }  // namespace loom::launcher
