@@ -192,6 +192,23 @@ const Snapshot& SnapshotStore::latest() const {
 // ---------------------------------------------------------------------------
 // Buddy replication
 
+const Snapshot* SnapshotStore::at(int64_t step) const {
+  if (latest_ < 0) return nullptr;
+  // Newest first: after a rollback both buffers may hold the same step.
+  for (const int i : {latest_, 1 - latest_}) {
+    const Snapshot& buffer = buffers_[static_cast<size_t>(i)];
+    if (buffer.complete() && buffer.step() == step) return &buffer;
+  }
+  return nullptr;
+}
+
+std::array<int64_t, 2> SnapshotStore::steps() const {
+  if (latest_ < 0) return {-1, -1};
+  const Snapshot& newest = buffers_[static_cast<size_t>(latest_)];
+  const Snapshot& other = buffers_[static_cast<size_t>(1 - latest_)];
+  return {newest.step(), other.complete() ? other.step() : -1};
+}
+
 int buddyOf(int rank, int world_size) {
   LOOM_CHECK_INPUT(world_size >= 1 && rank >= 0 && rank < world_size, "buddyOf: rank ", rank, " is not in a world of ",
                    world_size);

@@ -130,6 +130,11 @@ class SnapshotStore {
   bool hasSnapshot() const { return latest_ >= 0; }
   /// The last complete snapshot. Throws InputError when there is none.
   const Snapshot& latest() const;
+  /// The complete snapshot of `step` (latest() or the one before it); null when
+  /// neither is of that step.
+  const Snapshot* at(int64_t step) const;
+  /// Steps of the complete snapshots held, newest first (-1 for none).
+  std::array<int64_t, 2> steps() const;
 
  private:
   std::array<Snapshot, 2> buffers_;

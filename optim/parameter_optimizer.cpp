@@ -26,6 +26,7 @@ class ReplicatedAdamW final : public ParameterOptimizer {
   double clipGradNorm(double max_norm) override { return optim::clipGradNorm(params_, max_norm); }
   void step(double lr) override { adam_.step(lr); }
   NamedTensors stateTensors() override { return adam_.stateTensors(); }
+  NamedTensors localState() override { return adam_.stateTensors(); }
   void loadState(const NamedTensors& state, int64_t step_count) override { adam_.loadState(state, step_count); }
   int64_t stepCount() const override { return adam_.stepCount(); }
   int64_t stateBytes() const override { return adam_.stateBytes(); }
@@ -88,6 +89,7 @@ class ShardedAdamW final : public ParameterOptimizer {
     adam_.loadState(mine, step_count);
   }
 
+  NamedTensors localState() override { return adam_.stateTensors(); }
   int64_t stepCount() const override { return adam_.stepCount(); }
   int64_t stateBytes() const override { return adam_.stateBytes(); }
 
@@ -124,6 +126,30 @@ class ShardedAdamW final : public ParameterOptimizer {
 };
 
 }  // namespace
+
+NamedTensors assembleShardedState(const NamedTensors& params, const std::vector<NamedTensors>& shards) {
+  LOOM_CHECK_INPUT(!shards.empty(), "assembleShardedState: no shards");
+  const int64_t world = static_cast<int64_t>(shards.size());
+  std::vector<std::map<std::string, at::Tensor>> by_name;
+  for (const NamedTensors& shard : shards) by_name.emplace_back(shard.begin(), shard.end());
+  NamedTensors full;
+  for (const char* prefix : {"exp_avg.", "exp_avg_sq."}) {
+    for (const auto& [name, param] : params) {
+      const int64_t numel = param.numel();
+      const int64_t chunk = (numel + world - 1) / world;
+      std::vector<at::Tensor> pieces;
+      for (int64_t r = 0; r < world; ++r) {
+        const auto it = by_name[static_cast<size_t>(r)].find(prefix + name);
+        LOOM_CHECK_INPUT(it != by_name[static_cast<size_t>(r)].end() && it->second.numel() == chunk,
+                         "optimizer shard of rank ", r, " of ", world, " lacks ", prefix, name, " with ", chunk,
+                         " elements");
+        pieces.push_back(it->second.reshape({-1}));
+      }
+      full.emplace_back(prefix + name, at::cat(pieces).narrow(0, 0, numel).view(param.sizes()).clone());
+    }
+  }
+  return full;
+}
 
 std::unique_ptr<ParameterOptimizer> makeReplicatedAdamW(NamedTensors params, const OptimizerOptions& opts) {
   return std::make_unique<ReplicatedAdamW>(std::move(params), opts);

@@ -32,10 +32,21 @@ class ParameterOptimizer {
   /// the world size. Collective when sharded.
   virtual NamedTensors stateTensors() = 0;
   virtual void loadState(const NamedTensors& state, int64_t step_count) = 0;
+  /// The optimizer state this rank holds, without communication: the full
+  /// state when replicated; when sharded, this rank's chunks under the same
+  /// names (each chunk = ceil(numel / world) elements, the tail zero padded).
+  /// Live tensors: copy them to keep a snapshot.
+  virtual NamedTensors localState() = 0;
   virtual int64_t stepCount() const = 0;
   /// Bytes of optimizer state this rank holds.
   virtual int64_t stateBytes() const = 0;
 };
+
+/// The full state from the localState() of every rank of a sharded optimizer
+/// over `world` = shards.size() ranks (shards[r] is rank r's), for `params`
+/// (names and shapes): the inverse of the sharding, without communication.
+/// Throws InputError when a shard lacks a tensor or has the wrong size.
+NamedTensors assembleShardedState(const NamedTensors& params, const std::vector<NamedTensors>& shards);
 
 std::unique_ptr<ParameterOptimizer> makeReplicatedAdamW(NamedTensors params, const OptimizerOptions& opts);
 

@@ -9,7 +9,11 @@
 #include "runtime/core/cli_main.h"
 #include "runtime/core/logging.h"
 #include "runtime/core/thread_env.h"
+#include "elastic/elastic_world.h"
+#include "runtime/core/error.h"
+#include "runtime/dist/elastic_keys.h"
 #include "runtime/dist/identity.h"
+#include "runtime/dist/rendezvous.h"
 #include "runtime/dist/world.h"
 #include "train/stop_signal.h"
 #include "train/trainer.h"
@@ -18,6 +22,8 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <iostream>
 #include <thread>
 
@@ -37,6 +43,55 @@ int threadsFor(const loom::TrainOptions& train, const loom::dist::RankIdentity& 
   return std::max(1, cores / std::max(1, identity.local_world_size));
 }
 
+int elasticIdFromEnvironment(const loom::dist::RankIdentity& identity) {
+  const char* id = std::getenv(loom::dist::elastic_keys::kIdEnv);
+  if (id == nullptr) return identity.rank;
+  try {
+    return std::stoi(id);
+  } catch (const std::exception&) {
+    LOOM_THROW(loom::InputError, loom::dist::elastic_keys::kIdEnv, "=", id, " is not an integer");
+  }
+}
+
+// An elastic job (docs/elastic.md): the world is a sequence of membership
+// generations, and this worker may be a replacement joining a running job.
+int runElasticJob(const Args& args, const loom::JobOptions& job, const loom::dist::RankIdentity& identity,
+                  const loom::Logger& log, loom::train::StopSignal& stop_signal) {
+  LOOM_CHECK_INPUT(identity.agent_store, "elastic.policy is ", job.elastic.policy == loom::ElasticPolicy::kReplace
+                                                                   ? "REPLACE"
+                                                                   : "SHRINK",
+                   " but this worker was not started by loom-launch (", identity.describe(),
+                   "): elastic jobs need the launcher to report and replace lost workers; start with loom-launch, or "
+                   "set elastic.policy: NONE");
+  const int threads = threadsFor(job.train, identity);
+  at::set_num_threads(threads);
+  loom::setBlasThreads(threads);
+  loom::dist::RendezvousOptions rendezvous;
+  rendezvous.timeout = std::chrono::milliseconds(static_cast<int64_t>(job.parallel.timeout_s * 1000.0));
+  const auto store = loom::dist::connectStore(identity, rendezvous);
+  loom::elastic::ElasticWorldOptions opts;
+  opts.id = elasticIdFromEnvironment(identity);
+  opts.initial_world = identity.world_size;
+  const char* join = std::getenv(loom::dist::elastic_keys::kJoinEnv);
+  opts.joiner = join != nullptr && std::string(join) == "1";
+  opts.elastic = job.elastic;
+  opts.op_timeout = rendezvous.timeout;
+  try {
+    loom::elastic::ElasticWorld world(store, opts, log);
+    if (identity.rank == 0 || opts.joiner) {
+      log.info("loom-train ", args.config, ": elastic worker ", opts.id, opts.joiner ? " (replacement)" : "", " in ",
+               world.membership().describe(), "; ", at::get_num_threads(), " intra-op threads");
+    }
+    loom::train::Trainer trainer(
+        loom::train::TrainerOptions{job, loom::config::effectiveConfigText(job), args.init_from}, world, log);
+    const loom::train::RunSummary summary = trainer.run([&] { return stop_signal.requested(); });
+    log.info("done: ", summary.last_step, " steps (elastic worker ", opts.id, ")");
+  } catch (const loom::elastic::JobFinishedError& e) {
+    log.info(e.what(), ": nothing to do, exiting 0");
+  }
+  return 0;
+}
+
 int runJob(const Args& args) {
   // Who this process is comes from the environment; the config is checked
   // against that world size before any rank talks to another.
@@ -48,6 +103,7 @@ int runJob(const Args& args) {
   const int threads = threadsFor(job.train, identity);
   at::set_num_threads(threads);
   loom::setBlasThreads(threads);
+  if (job.elastic.enabled()) return runElasticJob(args, job, identity, log, stop_signal);
   const loom::dist::World world = loom::dist::joinWorld(identity, job.parallel);
   const std::string summary_line = c10::str("loom-train ", args.config, ": ", world.identity.describe(), "; backend ",
                                             world.comm->backendName(), ", ", at::get_num_threads(),

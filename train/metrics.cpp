@@ -25,10 +25,21 @@ std::string toJsonLine(const StepMetrics& m) {
   j["layout"] = m.layout;
   j["bytes_tx"] = m.bytes_tx;
   j["bytes_rx"] = m.bytes_rx;
+  j["time"] = m.time;
+  if (m.elastic) {
+    j["generation"] = m.elastic->generation;
+    j["samples"] = m.elastic->samples;
+    j["sample_sum"] = m.elastic->sample_sum;
+    j["snapshot_ms"] = m.elastic->snapshot_ms;
+  }
   if (m.val_loss) {
     j["val_loss"] = *m.val_loss;
   }
   return j.dump();
+}
+
+double unixSeconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 std::string progressLine(const StepMetrics& m) {

@@ -30,7 +30,19 @@ struct StepMetrics {
   int64_t bytes_tx = 0;  ///< bytes this rank sent so far
   int64_t bytes_rx = 0;
   std::optional<double> val_loss;  ///< present on steps that ran validation
+  double time = 0;                 ///< when the step committed, seconds since the Unix epoch
+  /// Elastic jobs (docs/elastic.md): what the commit vote counted.
+  struct Elastic {
+    int64_t generation = 0;   ///< membership generation the step committed in
+    int64_t samples = 0;      ///< global samples computed, over all ranks
+    double sample_sum = 0;    ///< the sum of their global sample ids
+    double snapshot_ms = 0;   ///< this rank's snapshot capture on the training thread
+  };
+  std::optional<Elastic> elastic;
 };
+
+/// Seconds since the Unix epoch (wall clock, for lining up events across processes).
+double unixSeconds();
 
 /// One line of JSON (no trailing newline).
 std::string toJsonLine(const StepMetrics& m);

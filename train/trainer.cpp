@@ -44,8 +44,22 @@ std::shared_ptr<const data::TokenShard> openShard(const std::string& path, const
 }  // namespace
 
 Trainer::Trainer(TrainerOptions opts, dist::Communicator& comm, const Logger& log)
+    : Trainer(std::move(opts), &comm, nullptr, log) {}
+
+Trainer::Trainer(TrainerOptions opts, elastic::ElasticWorld& world, const Logger& log)
+    : Trainer(std::move(opts), &world.main(), &world, log) {}
+
+Trainer::~Trainer() {
+  // The session's replication thread uses the optimizer's snapshot, not the
+  // optimizer: it only has to end before the world's communicators go.
+  session_.reset();
+}
+
+Trainer::Trainer(TrainerOptions opts, dist::Communicator* comm, elastic::ElasticWorld* world, const Logger& log)
     : opts_(std::move(opts)),
       comm_(comm),
+      elastic_(world),
+      faults_(FaultInjector::fromEnvironment(world != nullptr ? world->id() : comm->rank())),
       log_(log),
       generator_(at::make_generator<at::CPUGeneratorImpl>(opts_.job.train.seed)),
       checkpoints_(joinPath(opts_.job.train.out_dir, "checkpoints"), opts_.job.train.keep_checkpoints) {
@@ -55,11 +69,7 @@ Trainer::Trainer(TrainerOptions opts, dist::Communicator& comm, const Logger& lo
   if (!job.data.val_path.empty()) {
     val_shard_ = openShard(job.data.val_path, "data.val_path", job.model.vocab_size);
   }
-  loader_ = std::make_unique<data::DataLoader>(
-      train_shard_, data::LoaderOptions{job.data.seq_len, job.data.order, job.train.seed, comm_.rank(), comm_.size(),
-                                        job.train.global_batch, job.train.microBatchPerRank(comm_.size())});
-
-  replica_comm_ = &comm_;
+  replica_comm_ = comm_;
   if (job.outer.algorithm != OuterAlgorithm::kNone) formReplicas();
 
   model_ = model::Llama(job.model);
@@ -72,22 +82,28 @@ Trainer::Trainer(TrainerOptions opts, dist::Communicator& comm, const Logger& lo
   std::string optimizer_state;
   std::optional<std::string> resumed;
   if (job.train.resume) resumed = checkpoints_.latest();
+  // A replacement joining a running elastic job receives everything from the members.
+  const bool joiner = elastic_ != nullptr && elastic_->entry().current.generation > 0;
+  if (joiner) {
+    session_ = std::make_unique<ElasticSession>(*elastic_, job.parallel.zero1, log_);
+    applyGenerationChange(elastic_->entry());
+    return;
+  }
+  loader_ = std::make_unique<data::DataLoader>(
+      train_shard_, data::LoaderOptions{job.data.seq_len, job.data.order, job.train.seed, comm_->rank(),
+                                        comm_->size(), job.train.global_batch,
+                                        job.train.microBatchPerRank(comm_->size())});
   if (resumed) optimizer_state = resumeFrom(*resumed);
   // Every rank starts from rank 0's weights, whatever each read or drew.
   for (at::Tensor& p : model_->parameters()) {
     c10::NoGradGuard no_grad;
-    comm_.broadcast(p, 0)->wait();
+    comm_->broadcast(p, 0)->wait();
   }
   // Replicas of an outer optimizer continue from their own weights and state.
   checkpoint::NamedTensors replica_state;
   if (resumed && job.outer.algorithm != OuterAlgorithm::kNone) replica_state = loadReplicaState(*resumed);
 
-  const ParallelOptions& par = job.parallel;
-  reducer_ = std::make_unique<parallel::GradientReducer>(
-      model_->parameters(), *replica_comm_,
-      parallel::ReducerOptions{static_cast<int64_t>(par.bucket_mb * (1 << 20)), par.zero1});
-  optimizer_ = par.zero1 ? optim::makeShardedAdamW(model_->namedParameters(), *reducer_, job.optimizer)
-                         : optim::makeReplicatedAdamW(model_->namedParameters(), job.optimizer);
+  bindCommunicator();
   if (job.outer.algorithm != OuterAlgorithm::kNone) {
     outer_ = optim::outer::makeOuterOptimizer(model_->namedParameters(), *outer_comm_, job.outer, job.train.seed);
   }
@@ -103,26 +119,126 @@ Trainer::Trainer(TrainerOptions opts, dist::Communicator& comm, const Logger& lo
   } else if (!optimizer_state.empty()) {
     optimizer_->loadState(checkpoint::readSafetensors(optimizer_state), step_);
   }
+  if (elastic_ != nullptr) {
+    // The state every member starts from, so a loss in the first step is recoverable.
+    session_ = std::make_unique<ElasticSession>(*elastic_, job.parallel.zero1, log_);
+    session_->captureCommitted(step_, liveState());
+    session_->awaitReplication();
+  }
+}
+
+void Trainer::bindCommunicator() {
+  const JobOptions& job = opts_.job;
+  const ParallelOptions& par = job.parallel;
+  if (loader_ == nullptr || loader_->options().rank != comm_->rank() || loader_->options().world_size != comm_->size()) {
+    const int64_t cursor = loader_ != nullptr ? loader_->cursor() : 0;
+    loader_ = std::make_unique<data::DataLoader>(
+        train_shard_, data::LoaderOptions{job.data.seq_len, job.data.order, job.train.seed, comm_->rank(),
+                                          comm_->size(), job.train.global_batch,
+                                          job.train.microBatchPerRank(comm_->size())});
+    loader_->seek(cursor);
+  }
+  if (outer_comm_ == nullptr) replica_comm_ = comm_;
+  // The optimizer refers to the reducer, which refers to the communicator.
+  optimizer_.reset();
+  reducer_.reset();
+  reducer_ = std::make_unique<parallel::GradientReducer>(
+      model_->parameters(), *replica_comm_,
+      parallel::ReducerOptions{static_cast<int64_t>(par.bucket_mb * (1 << 20)), par.zero1});
+  optimizer_ = par.zero1 ? optim::makeShardedAdamW(model_->namedParameters(), *reducer_, job.optimizer)
+                         : optim::makeReplicatedAdamW(model_->namedParameters(), job.optimizer);
+}
+
+LiveState Trainer::liveState() {
+  LiveState live;
+  live.params = model_->namedParameters();
+  live.optimizer = optimizer_->localState();
+  live.data_cursor = loader_->cursor();
+  live.rng_state = generator_.get_state();
+  return live;
+}
+
+void Trainer::applyGenerationChange(const elastic::GenerationChange& change) {
+  const auto start = Clock::now();
+  comm_ = &elastic_->main();
+  const RestoredState state = session_->restore(change, model_->namedParameters());
+  {
+    c10::NoGradGuard no_grad;
+    const NamedTensors live = model_->namedParameters();
+    LOOM_CHECK(live.size() == state.params.size(), "elastic: restored ", state.params.size(), " parameters, the model has ",
+               live.size());
+    for (size_t i = 0; i < live.size(); ++i) live[i].second.copy_(state.params[i].second);
+  }
+  generator_.set_state(state.rng_state);
+  step_ = state.step;
+  tokens_ = step_ * opts_.job.train.global_batch * opts_.job.data.seq_len;
+  bindCommunicator();
+  loader_->seek(state.data_cursor);
+  optimizer_->loadState(state.optimizer, step_);
+  session_->captureCommitted(step_, liveState());
+  session_->awaitReplication();
+  const double restore_ms = msSince(start);
+  std::string lost;
+  for (int id : change.lost) lost += (lost.empty() ? "" : ", ") + std::to_string(id);
+  std::string joined;
+  for (int id : change.joined) joined += (joined.empty() ? "" : ", ") + std::to_string(id);
+  log_.info("elastic: continuing at step ", step_ + 1, " in ", change.current.describe(), " (rank ", comm_->rank(),
+            " of ", comm_->size(), ")", lost.empty() ? "" : "; lost worker(s) " + lost,
+            joined.empty() || change.previous.members.empty() ? "" : "; joined worker(s) " + joined,
+            "; rebuild ", change.rebuild_ms, " ms, restore ", restore_ms, " ms");
+  last_change_ = nlohmann::json{{"event", change.lost.empty() ? "admission" : "recovery"},
+                                {"step", step_},
+                                {"generation", change.current.generation},
+                                {"world", comm_->size()},
+                                {"lost", change.lost},
+                                {"joined", change.joined},
+                                {"rebuild_ms", change.rebuild_ms},
+                                {"restore_ms", restore_ms},
+                                {"time", unixSeconds()}}
+                     .dump();
+}
+
+void Trainer::recoverFromFailure(const std::exception& cause) {
+  const std::string why = errorMessage(cause);
+  elastic::GenerationChange change;
+  try {
+    change = elastic_->recover(why);
+  } catch (const elastic::QuorumLostError& e) {
+    LOOM_THROW(PeerLostError, e.what(), "; stopping without a new checkpoint (the last one in ",
+               opts_.job.train.out_dir, "/checkpoints is intact)");
+  }
+  try {
+    applyGenerationChange(change);
+  } catch (const UnrecoverableStateError& e) {
+    LOOM_THROW(PeerLostError, e.what(), "; stopping (the last checkpoint in ", opts_.job.train.out_dir,
+               "/checkpoints is intact)");
+  }
+  if (change.below_minimum) {
+    saveCheckpoint();
+    LOOM_THROW(PeerLostError, "elastic: ", comm_->size(), " worker(s) left, below elastic.min_ranks (",
+               opts_.job.elastic.min_ranks, "): stopped after a durable checkpoint of step ", step_, " in ",
+               opts_.job.train.out_dir, "/checkpoints; restart the job to continue");
+  }
 }
 
 void Trainer::formReplicas() {
   const JobOptions& job = opts_.job;
-  const int world = comm_.size();
+  const int world = comm_->size();
   replicas_ = job.outer.replicas > 0 ? static_cast<int>(job.outer.replicas) : world;
   // The config was validated for this world size (config::validate): replicas divides it.
   LOOM_CHECK(world % replicas_ == 0, "outer.replicas ", replicas_, " does not divide the world size ", world);
   const int per_replica = world / replicas_;
-  replica_ = comm_.rank() / per_replica;
-  const int position = comm_.rank() % per_replica;
-  const dist::CommunicatorOptions single{comm_.options().timeout};
+  replica_ = comm_->rank() / per_replica;
+  const int position = comm_->rank() % per_replica;
+  const dist::CommunicatorOptions single{comm_->options().timeout};
   // Every rank splits its replica first, then its outer group: the same order everywhere.
   std::vector<int> replica_ranks;
   for (int i = 0; i < per_replica; ++i) replica_ranks.push_back(replica_ * per_replica + i);
-  owned_replica_comm_ = per_replica > 1 ? comm_.split(replica_ranks) : dist::makeSelfCommunicator(single);
+  owned_replica_comm_ = per_replica > 1 ? comm_->split(replica_ranks) : dist::makeSelfCommunicator(single);
   replica_comm_ = owned_replica_comm_.get();
   std::vector<int> outer_ranks;
   for (int r = 0; r < replicas_; ++r) outer_ranks.push_back(r * per_replica + position);
-  outer_comm_ = replicas_ > 1 ? comm_.split(outer_ranks) : dist::makeSelfCommunicator(single);
+  outer_comm_ = replicas_ > 1 ? comm_->split(outer_ranks) : dist::makeSelfCommunicator(single);
 }
 
 checkpoint::NamedTensors Trainer::loadReplicaState(const std::string& checkpoint_dir) {
@@ -147,14 +263,14 @@ checkpoint::NamedTensors Trainer::loadReplicaState(const std::string& checkpoint
 }
 
 int64_t Trainer::bytesSent() const {
-  int64_t bytes = comm_.bytesSent();
+  int64_t bytes = comm_->bytesSent();
   if (owned_replica_comm_) bytes += owned_replica_comm_->bytesSent();
   if (outer_comm_) bytes += outer_comm_->bytesSent();
   return bytes;
 }
 
 int64_t Trainer::bytesReceived() const {
-  int64_t bytes = comm_.bytesReceived();
+  int64_t bytes = comm_->bytesReceived();
   if (owned_replica_comm_) bytes += owned_replica_comm_->bytesReceived();
   if (outer_comm_) bytes += outer_comm_->bytesReceived();
   return bytes;
@@ -178,7 +294,7 @@ std::string Trainer::resumeFrom(const std::string& checkpoint_dir) {
 }
 
 double Trainer::reduceScalar(double value, dist::ReduceOp op) {
-  return reduceScalarOver(comm_, value, op);
+  return reduceScalarOver(*comm_, value, op);
 }
 
 double Trainer::reduceScalarOver(dist::Communicator& comm, double value, dist::ReduceOp op) {
@@ -197,7 +313,10 @@ Trainer::StepResult Trainer::trainStep(double lr) {
   // Each micro-batch adds d(sum of its token losses)/d(params) / global_tokens;
   // the last backward reduces gradients over ranks bucket by bucket as they
   // become final, so every rank ends with the gradient of the global mean loss.
+  const int64_t first_sample = loader_->cursor() + loader_->rankOffset();
+  const int64_t samples = loader_->rankCount();
   const std::vector<at::Tensor> micro_batches = loader_->nextStep();
+  faults_.at(FaultPhase::kForward, step_ + 1);
   double local_loss_sum = 0;
   for (size_t i = 0; i < micro_batches.size(); ++i) {
     const at::Tensor& batch = micro_batches[i];
@@ -207,10 +326,32 @@ Trainer::StepResult Trainer::trainStep(double lr) {
     local_loss_sum += loss_sum.item<double>();
     loss_sum.div(replica_tokens).backward();
   }
+  faults_.at(FaultPhase::kAllReduce, step_ + 1);
   const parallel::ReduceStats stats = reducer_->finish();
 
   StepResult result;
-  result.loss = reduceScalarOver(*replica_comm_, local_loss_sum) / replica_tokens;
+  if (elastic_ != nullptr) {
+    // The commit vote: a rank reaches it only with its gradients reduced and
+    // the previous step's shard copies in place; it carries the loss, which
+    // samples were computed (every sample of the step exactly once) and
+    // whether replacements wait to join. A failure before or during it
+    // throws, and recovery rolls every rank back to the last committed step.
+    session_->awaitReplication();
+    at::Tensor vote = at::zeros({4}, at::kDouble);
+    auto* v = vote.data_ptr<double>();
+    v[0] = local_loss_sum;
+    v[1] = static_cast<double>(samples);
+    v[2] = static_cast<double>(samples) * (2.0 * static_cast<double>(first_sample) + static_cast<double>(samples) - 1) / 2;
+    v[3] = elastic_->joinersWaiting() ? 1.0 : 0.0;
+    comm_->allReduce(vote, dist::ReduceOp::kSum)->wait();
+    result.loss = v[0] / replica_tokens;
+    step_samples_ = static_cast<int64_t>(v[1]);
+    step_sample_sum_ = v[2];
+    joiners_voted_ = v[3] > 0;
+    faults_.at(FaultPhase::kCommit, step_ + 1);
+  } else {
+    result.loss = reduceScalarOver(*replica_comm_, local_loss_sum) / replica_tokens;
+  }
   result.comm_ms = stats.comm_ms;
   result.exposed_comm_ms = stats.exposed_ms;
   result.grad_norm = optimizer_->clipGradNorm(job.train.grad_clip);
@@ -230,20 +371,20 @@ double Trainer::validationLoss() {
   LOOM_CHECK(val_shard_ != nullptr, "validationLoss() needs data.val_path");
   const JobOptions& job = opts_.job;
   const int64_t seq_len = job.data.seq_len;
-  const int64_t micro = job.train.microBatchPerRank(comm_.size());
+  const int64_t micro = job.train.microBatchPerRank(comm_->size());
   // Sequential windows from the start of the shard, split over ranks.
   const data::DataLoader val_loader(
-      val_shard_, data::LoaderOptions{seq_len, SampleOrder::kSequential, job.train.seed, comm_.rank(), comm_.size(),
-                                      micro * comm_.size(), micro});
+      val_shard_, data::LoaderOptions{seq_len, SampleOrder::kSequential, job.train.seed, comm_->rank(), comm_->size(),
+                                      micro * comm_->size(), micro});
   c10::NoGradGuard no_grad;
   double loss_sum = 0;
   for (int64_t b = 0; b < job.train.val_batches; ++b) {
-    const int64_t first = (b * comm_.size() + comm_.rank()) * micro;
+    const int64_t first = (b * comm_->size() + comm_->rank()) * micro;
     const at::Tensor batch = val_loader.samples(first, micro);
     loss_sum += model::crossEntropySum(model_->forward(batch.narrow(1, 0, seq_len)), batch.narrow(1, 1, seq_len))
                     .item<double>();
   }
-  const double tokens = static_cast<double>(job.train.val_batches * micro * comm_.size() * seq_len);
+  const double tokens = static_cast<double>(job.train.val_batches * micro * comm_->size() * seq_len);
   return reduceScalar(loss_sum) / tokens;
 }
 
@@ -265,54 +406,56 @@ void Trainer::saveCheckpoint() {
           checkpoints_.stagedFile(step_, "replica_" + std::to_string(replica_) + ".safetensors"), replica,
           {{"format", "pt"}});
     }
-    comm_.barrier();
+    comm_->barrier();
   }
-  if (comm_.rank() == 0) {
+  if (comm_->rank() == 0) {
     checkpoint::TrainerState state;
     state.step = step_;
     state.data_cursor = loader_->cursor();
     state.tokens = tokens_;
     state.seed = opts_.job.train.seed;
-    state.world_size = comm_.size();
+    state.world_size = comm_->size();
     state.rng_state = generator_.get_state();
     const std::string dir = checkpoints_.save(model_->namedParameters(), optimizer_state, state, opts_.config_text);
     log_.info("checkpoint ", dir);
   }
-  comm_.barrier();
+  comm_->barrier();
 }
 
 RunSummary Trainer::run(const std::function<bool()>& stop_requested) {
   const JobOptions& job = opts_.job;
-  const bool lead = comm_.rank() == 0;
+  const bool lead = comm_->rank() == 0;
   const int64_t total = job.train.steps;
-  const int64_t global_tokens = job.train.global_batch * job.data.seq_len;
+  // A replacement joins a run in progress: the set-up collectives below are behind the members.
+  const bool joined_late = elastic_ != nullptr && elastic_->entry().current.generation > 0;
   RunSummary summary;
   summary.first_step = step_;
 
-  std::unique_ptr<MetricsLog> metrics;
   if (lead) {
     log_.raw("effective config:\n" + opts_.config_text);
     writeFileAtomically(joinPath(job.train.out_dir, "config.pbtxt"), opts_.config_text);
-    metrics = std::make_unique<MetricsLog>(joinPath(job.train.out_dir, "metrics.jsonl"), step_);
+    metrics_ = std::make_unique<MetricsLog>(joinPath(job.train.out_dir, "metrics.jsonl"), step_);
   }
-  const double flops_per_token = model::trainingFlopsPerToken(job.model, job.data.seq_len);
+  flops_per_token_ = model::trainingFlopsPerToken(job.model, job.data.seq_len);
   const std::string blas = loadedBlasLibraries();
-  const double peak = job.logging.peak_tflops > 0 ? job.logging.peak_tflops * 1e12 : measurePeakFlops();
+  peak_flops_ = job.logging.peak_tflops > 0 ? job.logging.peak_tflops * 1e12 : measurePeakFlops();
   if (lead) {
-    log_.info("model ", model::parameterCount(job.model), " parameters, ", flops_per_token / 1e6,
-              " MFLOP/token; MFU peak ", peak / 1e9, " GFLOP/s per rank (",
+    log_.info("model ", model::parameterCount(job.model), " parameters, ", flops_per_token_ / 1e6,
+              " MFLOP/token; MFU peak ", peak_flops_ / 1e9, " GFLOP/s per rank (",
               job.logging.peak_tflops > 0 ? "logging.peak_tflops" : "measured float32 GEMM", "); BLAS ", blas);
   }
-  const double state_bytes = static_cast<double>(optimizer_->stateBytes() + (outer_ ? outer_->stateBytes() : 0));
-  const double total_state = reduceScalar(state_bytes);
-  const double max_state = reduceScalar(state_bytes, dist::ReduceOp::kMax);
-  if (lead) {
-    log_.info("optimizer state: ", max_state / (1 << 20), " MiB on the largest rank, ", total_state / (1 << 20),
-              " MiB over ", comm_.size(), " rank(s)", job.parallel.zero1 ? " (ZeRO-1)" : "",
-              outer_ ? " including the outer optimizer's" : "");
+  if (!joined_late) {
+    const double state_bytes = static_cast<double>(optimizer_->stateBytes() + (outer_ ? outer_->stateBytes() : 0));
+    const double total_state = reduceScalar(state_bytes);
+    const double max_state = reduceScalar(state_bytes, dist::ReduceOp::kMax);
+    if (lead) {
+      log_.info("optimizer state: ", max_state / (1 << 20), " MiB on the largest rank, ", total_state / (1 << 20),
+                " MiB over ", comm_->size(), " rank(s)", job.parallel.zero1 ? " (ZeRO-1)" : "",
+                outer_ ? " including the outer optimizer's" : "");
+    }
   }
   if (outer_ && lead) {
-    log_.info("outer optimizer: ", replicas_, " replica(s) of ", comm_.size() / replicas_, " rank(s), sync every ",
+    log_.info("outer optimizer: ", replicas_, " replica(s) of ", comm_->size() / replicas_, " rank(s), sync every ",
               job.outer.sync_every, " steps; losses are the mean over replicas");
     if (total % job.outer.sync_every != 0) {
       log_.warning("train.steps (", total, ") is not a multiple of outer.sync_every (", job.outer.sync_every,
@@ -328,74 +471,123 @@ RunSummary Trainer::run(const std::function<bool()>& stop_requested) {
     log_.info("the run in ", job.train.out_dir, " is already complete (", step_, " of train.steps ", total,
               " steps): raise train.steps to train further, or set train.out_dir to start a new run");
   }
-  if (step_ == 0 && val_shard_) {
+  if (step_ == 0 && val_shard_ && !joined_late) {
     const double val = validationLoss();
     summary.val_losses.emplace_back(0, val);
     if (lead) {
       log_.info("validation loss before training: ", val);
-      metrics->append(nlohmann::json{{"step", 0}, {"val_loss", val}}.dump());
+      metrics_->append(nlohmann::json{{"step", 0}, {"val_loss", val}}.dump());
     }
   }
 
   bool stop = false;
   while (step_ < total && !stop) {
-    const double lr = optim::learningRate(job.optimizer, step_, total);
-    const auto start = Clock::now();
-    comm_.setStep(step_ + 1);
-    const StepResult result = trainStep(lr);
-    ++step_;
-    const double step_ms = msSince(start);
-    tokens_ += global_tokens;
-    summary.losses.push_back(result.loss);
-
-    StepMetrics m;
-    m.step = step_;
-    m.total_steps = total;
-    const bool val_due =
-        val_shard_ && ((job.train.val_every > 0 && step_ % job.train.val_every == 0) || step_ == total);
-    // With an outer optimizer replicas differ; they average their losses only
-    // on reported steps, so replicas exchange nothing between syncs but these.
-    const bool logged = isLoggingStep(step_) || val_due;
-    m.loss = outer_ && logged ? reduceScalar(result.loss) / comm_.size() : result.loss;
-    m.lr = lr;
-    m.grad_norm = result.grad_norm;
-    m.tokens = tokens_;
-    m.tokens_per_s = static_cast<double>(global_tokens) / (step_ms / 1e3);
-    m.step_ms = step_ms;
-    m.comm_ms = result.comm_ms;
-    m.exposed_comm_ms = result.exposed_comm_ms;
-    m.mfu = flops_per_token * m.tokens_per_s / (peak * comm_.size());
-    m.world = comm_.size();
-    m.layout = outer_ ? c10::str("replicas=", replicas_, " dp=", comm_.size() / replicas_)
-                      : "dp=" + std::to_string(comm_.size());
-    m.bytes_tx = bytesSent();
-    m.bytes_rx = bytesReceived();
-    if (val_due) {
-      m.val_loss = validationLoss();
-      summary.val_losses.emplace_back(step_, *m.val_loss);
+    if (elastic_ == nullptr) {
+      iterate(summary, stop_requested, &stop);
+      continue;
     }
-    if (logged && lead) {
-      log_.info(progressLine(m));
-      metrics->append(toJsonLine(m));
-    }
-
-    // Every rank must stop at the same step: agree on the request (replicas of
-    // an outer optimizer on logged steps only).
-    if (!outer_ || logged) stop = reduceScalar(stop_requested() ? 1.0 : 0.0) > 0;
-    const bool checkpoint_due = job.train.checkpoint_every > 0 && step_ % job.train.checkpoint_every == 0;
-    if (checkpoint_due || stop || step_ == total) {
-      saveCheckpoint();
+    try {
+      iterate(summary, stop_requested, &stop);
+    } catch (const PeerLostError& e) {
+      recoverFromFailure(e);
+      forgetStepsAfter(step_, summary);
+    } catch (const std::exception& e) {
+      // Inside backward a lost peer may surface as another error type.
+      if (!elastic_->aborted()) throw;
+      recoverFromFailure(e);
+      forgetStepsAfter(step_, summary);
     }
   }
   summary.last_step = step_;
   summary.stopped_early = step_ < total;
-  if (!summary.stopped_early && lead) {
+  if (!summary.stopped_early && comm_->rank() == 0) {
     summary.final_weights = joinPath(job.train.out_dir, "model.safetensors");
     checkpoint::writeSafetensors(summary.final_weights, model_->namedParameters(), {{"format", "pt"}});
     log_.info("final weights ", summary.final_weights);
   }
+  if (elastic_ != nullptr) elastic_->markFinished();
   log_.info("peak RSS ", peakRssBytes() / (1 << 20), " MiB");
   return summary;
+}
+
+void Trainer::forgetStepsAfter(int64_t step, RunSummary& summary) {
+  const auto kept = static_cast<size_t>(std::max<int64_t>(0, step - summary.first_step));
+  if (summary.losses.size() > kept) summary.losses.resize(kept);
+  while (!summary.val_losses.empty() && summary.val_losses.back().first > step) summary.val_losses.pop_back();
+  // The lead may have changed, and lines of rolled-back steps must go.
+  metrics_.reset();
+  if (comm_->rank() == 0) {
+    metrics_ = std::make_unique<MetricsLog>(joinPath(opts_.job.train.out_dir, "metrics.jsonl"), step);
+    metrics_->append(last_change_);
+  }
+}
+
+void Trainer::iterate(RunSummary& summary, const std::function<bool()>& stop_requested, bool* stop) {
+  const JobOptions& job = opts_.job;
+  const int64_t total = job.train.steps;
+  const int64_t global_tokens = job.train.global_batch * job.data.seq_len;
+  const double lr = optim::learningRate(job.optimizer, step_, total);
+  const auto start = Clock::now();
+  comm_->setStep(step_ + 1);
+  const StepResult result = trainStep(lr);
+  ++step_;
+  tokens_ += global_tokens;
+  if (session_) {
+    session_->captureCommitted(step_, liveState());
+    faults_.at(FaultPhase::kSnapshot, step_);
+  }
+  const double step_ms = msSince(start);
+  summary.losses.push_back(result.loss);
+
+  StepMetrics m;
+  m.step = step_;
+  m.total_steps = total;
+  const bool val_due =
+      val_shard_ && ((job.train.val_every > 0 && step_ % job.train.val_every == 0) || step_ == total);
+  // With an outer optimizer replicas differ; they average their losses only
+  // on reported steps, so replicas exchange nothing between syncs but these.
+  const bool logged = isLoggingStep(step_) || val_due;
+  m.loss = outer_ && logged ? reduceScalar(result.loss) / comm_->size() : result.loss;
+  m.lr = lr;
+  m.grad_norm = result.grad_norm;
+  m.tokens = tokens_;
+  m.tokens_per_s = static_cast<double>(global_tokens) / (step_ms / 1e3);
+  m.step_ms = step_ms;
+  m.comm_ms = result.comm_ms;
+  m.exposed_comm_ms = result.exposed_comm_ms;
+  m.mfu = flops_per_token_ * m.tokens_per_s / (peak_flops_ * comm_->size());
+  m.world = comm_->size();
+  m.layout = outer_ ? c10::str("replicas=", replicas_, " dp=", comm_->size() / replicas_)
+                    : "dp=" + std::to_string(comm_->size());
+  m.bytes_tx = bytesSent();
+  m.bytes_rx = bytesReceived();
+  m.time = unixSeconds();
+  if (session_) {
+    m.elastic = StepMetrics::Elastic{elastic_->membership().generation, step_samples_, step_sample_sum_,
+                                     session_->lastCaptureMs()};
+  }
+  if (val_due) {
+    m.val_loss = validationLoss();
+    summary.val_losses.emplace_back(step_, *m.val_loss);
+  }
+  if (logged && metrics_) {
+    log_.info(progressLine(m));
+    metrics_->append(toJsonLine(m));
+  }
+
+  // Every rank must stop at the same step: agree on the request (replicas of
+  // an outer optimizer on logged steps only).
+  if (!outer_ || logged) *stop = reduceScalar(stop_requested() ? 1.0 : 0.0) > 0;
+  const bool checkpoint_due = job.train.checkpoint_every > 0 && step_ % job.train.checkpoint_every == 0;
+  if (checkpoint_due || *stop || step_ == total) {
+    saveCheckpoint();
+  }
+  // Every member saw the same vote, so all admit the waiting replacements here.
+  if (elastic_ != nullptr && joiners_voted_ && step_ < total && !*stop) {
+    joiners_voted_ = false;
+    applyGenerationChange(elastic_->admitJoiners());
+    forgetStepsAfter(step_, summary);
+  }
 }
 
 }  // namespace loom::train

@@ -14,6 +14,9 @@
 #include "runtime/dist/communicator.h"
 #include "train/checkpoint/checkpoint.h"
 #include "train/data/data_loader.h"
+#include "train/elastic_session.h"
+#include "train/fault_injection.h"
+#include "train/metrics_log.h"
 
 #include <ATen/core/Generator.h>
 
@@ -46,6 +49,11 @@ class Trainer {
   /// written: data shards, initial weights, the output directory, a checkpoint
   /// to resume from. Throws InputError for bad input.
   Trainer(TrainerOptions opts, dist::Communicator& comm, const Logger& log);
+  /// An elastic trainer (docs/elastic.md): trains over `world`'s current
+  /// generation and survives the loss of members. A joiner (a replacement)
+  /// receives the training state from the members during construction.
+  Trainer(TrainerOptions opts, elastic::ElasticWorld& world, const Logger& log);
+  ~Trainer();
 
   /// Trains until train.steps, or until `stop_requested()` turns true (then the
   /// current step completes and a checkpoint is written).
@@ -65,7 +73,23 @@ class Trainer {
     double exposed_comm_ms = 0;
   };
 
+  Trainer(TrainerOptions opts, dist::Communicator* comm, elastic::ElasticWorld* world, const Logger& log);
   StepResult trainStep(double lr);
+  /// One iteration of run()'s loop: a step and what follows it (metrics,
+  /// validation, checkpoint, the stop vote, admitting joiners).
+  void iterate(RunSummary& summary, const std::function<bool()>& stop_requested, bool* stop);
+  /// After a rollback or a generation change: drops what the summary and the
+  /// metrics file hold about steps after `step`; the new lead reopens the file.
+  void forgetStepsAfter(int64_t step, RunSummary& summary);
+  /// Builds the loader, reducer and optimizer over the current communicator.
+  void bindCommunicator();
+  LiveState liveState();
+  /// After the generation changed: restores the state the members agree on
+  /// and rebuilds the data-parallel parts for the new world.
+  void applyGenerationChange(const elastic::GenerationChange& change);
+  /// After a step failed in an elastic job: recover and roll back to the last
+  /// step committed everywhere. Returns false when the job must stop.
+  void recoverFromFailure(const std::exception& cause);
   double reduceScalar(double value, dist::ReduceOp op = dist::ReduceOp::kSum);
   double reduceScalarOver(dist::Communicator& comm, double value, dist::ReduceOp op = dist::ReduceOp::kSum);
   /// With an outer optimizer: splits the world into replicas (consecutive
@@ -83,7 +107,17 @@ class Trainer {
   bool isLoggingStep(int64_t step) const;
 
   TrainerOptions opts_;
-  dist::Communicator& comm_;
+  dist::Communicator* comm_;  ///< the world (an elastic job's current generation)
+  elastic::ElasticWorld* elastic_ = nullptr;
+  std::unique_ptr<ElasticSession> session_;
+  FaultInjector faults_;
+  bool joiners_voted_ = false;  ///< the last commit vote saw replacements waiting
+  int64_t step_samples_ = 0;    ///< the last step's global samples computed, from its vote
+  double step_sample_sum_ = 0;  ///< and the sum of their ids
+  std::string last_change_;
+  std::unique_ptr<MetricsLog> metrics_;  ///< open on the current lead only
+  double flops_per_token_ = 0;
+  double peak_flops_ = 0;     ///< JSON event line of the last generation change, for the metrics
   const Logger& log_;
   at::Generator generator_;
   std::shared_ptr<const data::TokenShard> train_shard_;

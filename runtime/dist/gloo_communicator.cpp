@@ -102,7 +102,8 @@ class GlooCommunicator final : public Communicator {
         devices_(std::move(devices)) {
     LOOM_CHECK_INPUT(size >= 1 && rank >= 0 && rank < size, "gloo: rank ", rank, " is outside a world of size ", size);
     // Gloo's own connect would time out without saying who is missing.
-    storeBarrier(*store_, "ready", rank, size, opts.comm.timeout, "gloo communicator of " + std::to_string(size));
+    const auto connect_timeout = opts.connect_timeout.count() > 0 ? opts.connect_timeout : opts.comm.timeout;
+    storeBarrier(*store_, "ready", rank, size, connect_timeout, "gloo communicator of " + std::to_string(size));
     auto options = GlooGroup::Options::create(transportTimeout(opts));
     options->devices = devices_;
     try {
@@ -152,6 +153,10 @@ class GlooCommunicator final : public Communicator {
   void abort() override {
     signals_->abort();
     p2p_.abortAll();
+    // Unblocks Gloo's threads here and on the peers (they see the connections
+    // close), so a collective stuck on a lost peer ends now, not at the
+    // transport timeout, and the destructor does not wait for it.
+    group_->closeConnections();
   }
 
  protected:

@@ -19,12 +19,12 @@
 // stay blocked on a silent peer; once it fires Gloo closes the group's
 // connections and the communicator is unusable, like after abort().
 //
-// abort(): pending and later waits throw PeerLostError at once, and send/recv
-// waits are released. A collective that Gloo's worker thread is executing
-// cannot be interrupted: it ends when the peers it waits for close their
-// connections (they die, are aborted and destroyed, or their operation fails)
-// or at the transport timeout. The destructor waits for that, so no Gloo thread
-// outlives the communicator.
+// abort(): pending and later waits throw PeerLostError at once, send/recv
+// waits are released, and every connection of the group is closed, so a
+// collective Gloo's worker thread is executing fails at once here and on the
+// peers (they see the connections close) instead of waiting for the transport
+// timeout. The destructor waits for Gloo's threads, so none outlives the
+// communicator.
 #pragma once
 
 #include "runtime/dist/communicator.h"
@@ -50,13 +50,15 @@ struct GlooOptions {
   /// loom's timeout fires first. Make it at least the longest per-operation
   /// timeout you pass, or Gloo fails that operation earlier.
   std::chrono::milliseconds transport_timeout{0};
+  /// How long construction waits for every rank to arrive. Zero: comm.timeout.
+  std::chrono::milliseconds connect_timeout{0};
 };
 
 /// Builds a Gloo communicator of `size` ranks over `store` (private to this
 /// communicator, e.g. a PrefixStore; every rank passes the same one). Blocks
 /// until all ranks have called it. Throws InputError for a bad interface or
 /// host name, PeerLostError naming the ranks that did not arrive within
-/// opts.comm.timeout.
+/// opts.connect_timeout (default opts.comm.timeout).
 std::unique_ptr<Communicator> makeGlooCommunicator(c10::intrusive_ptr<c10d::Store> store, int rank, int size,
                                                    const GlooOptions& opts = {});
 

@@ -5,6 +5,8 @@
 
 #include <ATen/ops/empty.h>
 
+#include <algorithm>
+
 namespace loom::data {
 
 DataLoader::DataLoader(std::shared_ptr<const TokenShard> shard, const LoaderOptions& opts)
@@ -15,13 +17,6 @@ DataLoader::DataLoader(std::shared_ptr<const TokenShard> shard, const LoaderOpti
   LOOM_CHECK_INPUT(opts_.micro_batch >= 1, "train.micro_batch must be >= 1, got ", opts_.micro_batch);
   LOOM_CHECK_INPUT(opts_.world_size >= 1 && opts_.rank >= 0 && opts_.rank < opts_.world_size, "rank ", opts_.rank,
                    " is outside the data-parallel world [0, ", opts_.world_size, ")");
-  LOOM_CHECK_INPUT(opts_.global_batch % opts_.world_size == 0, "train.global_batch (", opts_.global_batch,
-                   ") is not divisible by the ", opts_.world_size,
-                   " data-parallel ranks; choose a multiple of the world size");
-  const int64_t per_rank = opts_.global_batch / opts_.world_size;
-  LOOM_CHECK_INPUT(per_rank % opts_.micro_batch == 0, "train.global_batch (", opts_.global_batch, ") / ",
-                   opts_.world_size, " ranks = ", per_rank, " samples per rank is not divisible by train.micro_batch (",
-                   opts_.micro_batch, "); choose a micro_batch that divides it");
   const int64_t tokens = shard_->size();
   LOOM_CHECK_INPUT(tokens >= opts_.seq_len + 1, shard_->path(), ": ", tokens,
                    " tokens is shorter than one window of data.seq_len + 1 = ", opts_.seq_len + 1,
@@ -60,13 +55,19 @@ at::Tensor DataLoader::samples(int64_t first_global_sample, int64_t count) const
   return out;
 }
 
+int64_t DataLoader::rankOffset() const { return opts_.rank * opts_.global_batch / opts_.world_size; }
+
+int64_t DataLoader::rankCount() const {
+  return (opts_.rank + 1) * opts_.global_batch / opts_.world_size - rankOffset();
+}
+
 std::vector<at::Tensor> DataLoader::nextStep() {
-  const int64_t per_rank = opts_.global_batch / opts_.world_size;
-  const int64_t first = cursor_ + opts_.rank * per_rank;
+  const int64_t first = cursor_ + rankOffset();
+  const int64_t count = rankCount();
   std::vector<at::Tensor> micro_batches;
-  micro_batches.reserve(static_cast<size_t>(per_rank / opts_.micro_batch));
-  for (int64_t offset = 0; offset < per_rank; offset += opts_.micro_batch) {
-    micro_batches.push_back(samples(first + offset, opts_.micro_batch));
+  micro_batches.reserve(static_cast<size_t>((count + opts_.micro_batch - 1) / opts_.micro_batch));
+  for (int64_t offset = 0; offset < count; offset += opts_.micro_batch) {
+    micro_batches.push_back(samples(first + offset, std::min(opts_.micro_batch, count - offset)));
   }
   cursor_ += opts_.global_batch;
   return micro_batches;

@@ -9,8 +9,11 @@
 //                  sequential: g mod N;
 //                  shuffled:   P_{seed, g / N}[g mod N] (sample_order.h), so
 //                  every window is read once per epoch, in a new order each epoch.
-//   step s         global samples [s*B, (s+1)*B), B = global_batch; rank r reads
-//                  the B/W samples from s*B + r*B/W, as micro-batches of micro_batch.
+//   step s         global samples [s*B, (s+1)*B), B = global_batch; rank r of W
+//                  reads [s*B + floor(r*B/W), s*B + floor((r+1)*B/W)) (B/W samples
+//                  each when W divides B; an elastic job that lost ranks may
+//                  split unevenly), as micro-batches of micro_batch (the last
+//                  one smaller when micro_batch does not divide the share).
 //   cursor         global samples consumed = steps done * B; a checkpoint stores
 //                  it and seek() resumes from it.
 #pragma once
@@ -41,10 +44,10 @@ struct LoaderOptions {
 /// called concurrently (the permutation cache is locked).
 class DataLoader {
  public:
-  /// Throws InputError: seq_len < 1; global_batch or micro_batch < 1;
-  /// global_batch not divisible by world_size; global_batch / world_size not
-  /// divisible by micro_batch; rank outside [0, world_size); a shard shorter
-  /// than one window (seq_len + 1 tokens).
+  /// Throws InputError: seq_len < 1; global_batch or micro_batch < 1; rank
+  /// outside [0, world_size); a shard shorter than one window (seq_len + 1
+  /// tokens). (That the world divides the batch evenly is the config's rule,
+  /// for the starting world: runtime/config/validate.cpp.)
   DataLoader(std::shared_ptr<const TokenShard> shard, const LoaderOptions& opts);
 
   /// N = (tokens - 1) / seq_len.
@@ -54,10 +57,12 @@ class DataLoader {
   /// int64 [count, seq_len + 1]: row i is the window of global sample first + i.
   at::Tensor samples(int64_t first_global_sample, int64_t count) const;
 
-  /// This rank's share of the next step's global batch, as
-  /// global_batch / world_size / micro_batch tensors of [micro_batch, seq_len + 1];
-  /// advances cursor() by global_batch.
+  /// This rank's share of the next step's global batch, as tensors of
+  /// [micro_batch (the last maybe fewer), seq_len + 1]; advances cursor() by global_batch.
   std::vector<at::Tensor> nextStep();
+  /// Where this rank's share starts within a step's global batch, and its size.
+  int64_t rankOffset() const;
+  int64_t rankCount() const;
   /// Global samples consumed so far (= steps done * global_batch).
   int64_t cursor() const { return cursor_; }
   /// Resumes at `cursor` (a value cursor() returned). Throws InputError when it

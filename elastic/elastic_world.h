@@ -1,0 +1,162 @@
+// The communicators of an elastic job and the membership they serve
+// (ARCHITECTURE.md §2 "Elastic", docs/elastic.md "Recovery").
+//
+// An ElasticWorld owns, for the current membership generation g, two Gloo
+// communicators over the members (in id order): main() for training and
+// replication() for buddy snapshots on a background thread. Their keys live
+// under the store's "elastic/gen/<g>/", so a rebuilt pair never reads a dead
+// generation's keys. Around them:
+//   - a HeartbeatPublisher for this worker's stable id;
+//   - a watchdog thread that looks at the store every poll interval and aborts
+//     both communicators (closing their connections, so every peer's blocked
+//     collective fails at once) when a current member is reported lost
+//     ("dead/<id>", written by the launcher when the process exits, or by this
+//     watchdog when a member's heartbeat has been silent past the timeout), or
+//     when a member reported a failed operation for this generation; it also
+//     notices replacement workers waiting to join.
+// The step loop turns a PeerLostError into recover() and, at a step boundary
+// where every member saw joiners (the commit vote carries the flag), calls
+// admitJoiners(). Both are collective over the members that remain and return
+// the new generation; restoring the training state over it is the caller's.
+//
+// Thread-safety: recover(), admitJoiners(), main() and replication() belong to
+// the training thread; abort() and joinersWaiting() may be called from any.
+#pragma once
+
+#include "elastic/heartbeat.h"
+#include "elastic/membership.h"
+#include "runtime/config/options.h"
+#include "runtime/core/logging.h"
+#include "runtime/dist/communicator.h"
+
+#include <torch/csrc/distributed/c10d/Store.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace loom::elastic {
+
+struct ElasticWorldOptions {
+  int id = 0;             ///< this worker's stable id (LOOM_ELASTIC_ID, else its rank)
+  int initial_world = 1;  ///< members of generation 0: ids 0 .. initial_world - 1
+  bool joiner = false;    ///< a replacement joining a running job (LOOM_ELASTIC_JOIN=1)
+  ElasticOptions elastic;
+  /// Timeout of every operation of the communicators built (parallel.timeout_s).
+  std::chrono::milliseconds op_timeout{std::chrono::minutes(10)};
+};
+
+/// The job cannot continue with the members left (below elastic.min_ranks, or
+/// the split-brain guard): stop, after a durable checkpoint if the state allows.
+class QuorumLostError : public std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// The job ended before this joiner was admitted.
+class JobFinishedError : public std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// A generation change as seen by a member that took part in it.
+struct GenerationChange {
+  Membership previous;     ///< empty members for a joiner's first generation
+  Membership current;
+  std::vector<int> lost;   ///< previous members not in current
+  std::vector<int> joined; ///< current members not in previous
+  double rebuild_ms = 0;   ///< agreeing on the membership and building the communicators
+  /// Fewer members than elastic.min_ranks remain, but a strict majority of the
+  /// previous generation: they regrouped only to write a durable checkpoint and stop.
+  bool below_minimum = false;
+};
+
+class ElasticWorld {
+ public:
+  /// `store` is the worker's job store (connectStore()). Initial members build
+  /// generation 0 together; a joiner announces itself and waits until the
+  /// members admit it (JobFinishedError when the job ends first). Throws
+  /// PeerLostError when members do not arrive within elastic.rebuild_timeout_s.
+  ElasticWorld(c10::intrusive_ptr<c10d::Store> store, ElasticWorldOptions opts, const Logger& log);
+  /// Stops the watchdog and the heartbeats; communicators go last.
+  ~ElasticWorld();
+  ElasticWorld(const ElasticWorld&) = delete;
+  ElasticWorld& operator=(const ElasticWorld&) = delete;
+
+  int id() const { return opts_.id; }
+  const Membership& membership() const { return membership_; }
+  /// How this worker entered its first generation (joiners: with previous empty).
+  const GenerationChange& entry() const { return entry_; }
+  dist::Communicator& main() { return *main_; }
+  dist::Communicator& replication() { return *replication_; }
+
+  /// Aborts both communicators and tells the other members this generation
+  /// failed (`why` goes to the log). Idempotent.
+  void reportFailure(const std::string& why);
+  /// Whether the current generation's communicators were aborted (by a
+  /// failure report, here or from the watchdog).
+  bool aborted();
+
+  /// After an operation failed: aborts the communicators, waits until the lost
+  /// members are known (the launcher's exit reports arrive within milliseconds;
+  /// a hung member is declared lost by the heartbeat timeout), agrees on the
+  /// next generation without them by compare-and-set, and builds its
+  /// communicators. Below elastic.min_ranks the survivors still regroup (to
+  /// checkpoint) and the change says below_minimum. Throws QuorumLostError when
+  /// the survivors are no strict majority of the previous generation (they
+  /// must not write anything: the other side may go on), PeerLostError when
+  /// rebuilding fails repeatedly.
+  GenerationChange recover(const std::string& cause);
+
+  /// Whether the watchdog saw a replacement waiting to join (the step loop
+  /// votes on it so every member admits at the same step).
+  bool joinersWaiting() const { return joiners_waiting_.load(); }
+  /// Collective over the current members, at the same step boundary: admits
+  /// the waiting joiners (up to elastic.max_ranks) as the next generation.
+  GenerationChange admitJoiners();
+
+  /// Marks the job finished in the store, so waiting joiners exit.
+  void markFinished();
+
+ private:
+  void startWatchdog();
+  void stopWatchdog();
+  void watch();
+  /// The watchdog's check of one poll: true when the generation failed.
+  bool generationFailed(HeartbeatMonitor* monitor);
+  void abortLocked();
+  /// Members of the current generation that the store lists as lost.
+  std::vector<int> lostMembers();
+  /// Joiner ids waiting for admission, ascending.
+  std::vector<int> waitingJoiners();
+  /// Builds the communicators of `m` (this worker must be a member).
+  void buildCommunicators(const Membership& m);
+  GenerationChange changeTo(const std::vector<int>& members, const char* why);
+  void retire();
+
+  c10::intrusive_ptr<c10d::Store> store_;  ///< PrefixStore "elastic" over the job store
+  ElasticWorldOptions opts_;
+  const Logger& log_;
+  MembershipStore memberships_;
+  Membership membership_;
+  GenerationChange entry_;
+  std::unique_ptr<dist::Communicator> main_;
+  std::unique_ptr<dist::Communicator> replication_;
+  std::vector<std::unique_ptr<dist::Communicator>> retired_;  ///< aborted, kept until destruction
+  std::unique_ptr<HeartbeatPublisher> heartbeat_;
+
+  std::mutex mutex_;  ///< guards aborted_, watched_generation_ and the communicator pointers for abort
+  std::condition_variable wake_;
+  bool stop_ = false;
+  bool aborted_ = false;
+  int64_t watched_generation_ = -1;
+  std::vector<int> watched_members_;
+  std::atomic<bool> joiners_waiting_{false};
+  std::thread watchdog_;
+};
+
+}  // namespace loom::elastic
