@@ -77,7 +77,7 @@ TEST(DefaultsTest, EffectiveConfigOfTheDefaultsSpellsThemOut) {
   const std::string text = effectiveConfigText(JobOptions{});
   for (const char* line : {"  vocab_size: 257\n", "  norm_eps: 1e-05\n", "  order: SHUFFLED\n", "  seed: 1234\n",
                            "  out_dir: \"runs/tiny\"\n", "  resume: true\n", "  dp: -1\n", "  lr: 0.003\n",
-                           "  level: INFO\n", "elastic {\n}\n", "outer {\n  algorithm: NONE\n", "  sync_every: 50\n",
+                           "  level: INFO\n", "elastic {\n  policy: NONE\n  min_ranks: 1\n", "outer {\n  algorithm: NONE\n", "  sync_every: 50\n",
                            "  momentum: -1\n", "  codec: FP32\n", "  consensus: -1\n"}) {
     EXPECT_NE(text.find(line), std::string::npos) << "missing " << line << "in\n" << text;
   }
