@@ -147,6 +147,7 @@ bool ElasticWorld::aborted() {
 }
 
 void ElasticWorld::abortLocked() {
+  if (aborted_) return;
   aborted_ = true;
   if (main_) main_->abort();
   if (replication_) replication_->abort();

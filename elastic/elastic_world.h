@@ -126,8 +126,7 @@ class ElasticWorld {
   void startWatchdog();
   void stopWatchdog();
   void watch();
-  /// The watchdog's check of one poll: true when the generation failed.
-  bool generationFailed(HeartbeatMonitor* monitor);
+  /// Aborts both communicators (once per generation).
   void abortLocked();
   /// Members of the current generation that the store lists as lost.
   std::vector<int> lostMembers();

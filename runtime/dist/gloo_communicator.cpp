@@ -3,6 +3,7 @@
 #include "runtime/core/error.h"
 #include "runtime/dist/gloo_device.h"
 #include "runtime/dist/gloo_group.h"
+#include "runtime/dist/tcp_sockets.h"
 #include "runtime/dist/gloo_work.h"
 #include "runtime/dist/progress_board.h"
 #include "runtime/dist/store_barrier.h"
@@ -107,8 +108,10 @@ class GlooCommunicator final : public Communicator {
     auto options = GlooGroup::Options::create(transportTimeout(opts));
     options->devices = devices_;
     try {
+      const std::vector<TcpConnection> before = connectedTcpSockets();
       group_ =
           c10::make_intrusive<GlooGroup>(c10::make_intrusive<c10d::PrefixStore>("gloo", store_), rank, size, options);
+      connections_ = newConnections(before, connectedTcpSockets());
     } catch (const std::exception& e) {
       LOOM_THROW(PeerLostError, "gloo: rank ", rank, " of ", size, " could not connect to its peers: ", errorMessage(e),
                  ". If the ranks run on several hosts, name the network interface they share "
@@ -153,10 +156,9 @@ class GlooCommunicator final : public Communicator {
   void abort() override {
     signals_->abort();
     p2p_.abortAll();
-    // Unblocks Gloo's threads here and on the peers (they see the connections
-    // close), so a collective stuck on a lost peer ends now, not at the
-    // transport timeout, and the destructor does not wait for it.
-    group_->closeConnections();
+    // Gloo threads blocked on a peer, here or on the peer, fail now instead of
+    // at the transport timeout (tcp_sockets.h), so nothing waits on a lost rank.
+    for (const TcpConnection& c : connections_) shutdownIfStillOpen(c);
   }
 
  protected:
@@ -267,6 +269,7 @@ class GlooCommunicator final : public Communicator {
   std::mutex issue_mutex_;
   std::map<std::vector<int>, int> splits_;  // guarded by issue_mutex_
   c10::intrusive_ptr<GlooGroup> group_;
+  std::vector<TcpConnection> connections_;  ///< the group's sockets, for abort()
   P2pWaiters p2p_;
 };
 

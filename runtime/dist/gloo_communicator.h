@@ -20,11 +20,13 @@
 // connections and the communicator is unusable, like after abort().
 //
 // abort(): pending and later waits throw PeerLostError at once, send/recv
-// waits are released, and every connection of the group is closed, so a
-// collective Gloo's worker thread is executing fails at once here and on the
-// peers (they see the connections close) instead of waiting for the transport
-// timeout. The destructor waits for Gloo's threads, so none outlives the
-// communicator.
+// waits are released, and the group's TCP connections are shut down, so a
+// collective Gloo's worker thread is executing fails at once, here and on the
+// peers, instead of waiting for the transport timeout (tcp_sockets.h). The
+// destructor waits for Gloo's threads, so none outlives the communicator.
+// (Connections are found as the sockets that appeared while the group
+// connected; when several ranks of one process connect at the same time, as
+// in-process tests do, aborting one also ends the others' connections.)
 #pragma once
 
 #include "runtime/dist/communicator.h"

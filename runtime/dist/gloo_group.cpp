@@ -114,8 +114,4 @@ c10::intrusive_ptr<c10d::Work> GlooGroup::reduceScatterRing(const at::Tensor& in
   return work;
 }
 
-void GlooGroup::closeConnections() {
-  for (const auto& context : contexts_) context->closeConnections();
-}
-
 }  // namespace loom::dist

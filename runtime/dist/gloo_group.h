@@ -22,10 +22,6 @@ class GlooGroup final : public c10d::ProcessGroupGloo {
   /// REQUIRES: input contiguous, output.numel() * size == input.numel(), same dtype.
   c10::intrusive_ptr<c10d::Work> reduceScatterRing(const at::Tensor& input, const at::Tensor& output, ReduceOp op);
 
-  /// Closes every connection of the group (gloo::Context::closeConnections):
-  /// operations blocked on a peer fail instead of waiting for the transport
-  /// timeout, here and on every peer. The group is unusable afterwards.
-  void closeConnections();
 };
 
 }  // namespace loom::dist
