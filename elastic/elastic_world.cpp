@@ -20,6 +20,8 @@ std::chrono::milliseconds seconds(double s) { return std::chrono::milliseconds(s
 constexpr const char* kMembersPrefix = "members";
 /// Rebuild attempts in one recovery before giving up (each may find one more member lost).
 constexpr int kRebuildAttempts = 4;
+/// How long recovery waits for further failure reports after the first one.
+constexpr std::chrono::milliseconds kSettle{50};
 
 std::string joinIds(const std::vector<int>& ids) {
   std::string out;
@@ -185,9 +187,21 @@ GenerationChange ElasticWorld::recover(const std::string& cause) {
       std::this_thread::sleep_for(seconds(opts_.elastic.poll_interval_s));
       lost = lostMembers();
     }
+    // Failures often come together (a host with several ranks goes down):
+    // one more look catches those reported meanwhile, instead of a rebuild
+    // that would wait for a dead member until the rebuild timeout.
+    std::this_thread::sleep_for(kSettle);
+    lost = lostMembers();
     std::vector<int> healthy = minus(membership_.members, lost);
     if (opts_.elastic.policy == ElasticPolicy::kReplace) {
       const int64_t limit = opts_.elastic.max_ranks > 0 ? opts_.elastic.max_ranks : opts_.initial_world;
+      // Optionally wait for the launcher's replacements, so they take the lost
+      // ranks' places now and the world size never drops.
+      const auto join_deadline = Clock::now() + seconds(opts_.elastic.join_timeout_s);
+      while (waitingJoiners().size() < lost.size() && Clock::now() < join_deadline &&
+             !store_->check({keys::kFinished})) {
+        std::this_thread::sleep_for(seconds(opts_.elastic.poll_interval_s));
+      }
       for (int id : waitingJoiners()) {
         if (static_cast<int64_t>(healthy.size()) < limit) healthy.push_back(id);
       }

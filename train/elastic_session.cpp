@@ -1,5 +1,6 @@
 #include "train/elastic_session.h"
 
+#include "elastic/tensor_checksum.h"
 #include "optim/parameter_optimizer.h"
 #include "runtime/core/error.h"
 
@@ -230,6 +231,7 @@ RestoredState ElasticSession::restore(const elastic::GenerationChange& change, c
     if (joiners) {
       for (auto& [name, t] : restored.optimizer) comm.broadcast(t, donor)->wait();
     }
+    checkAgreement(restored);
     return restored;
   }
 
@@ -266,8 +268,27 @@ RestoredState ElasticSession::restore(const elastic::GenerationChange& change, c
     shards.push_back(std::move(shard));
   }
   restored.optimizer = optim::assembleShardedState(params, shards);
-  log_.debug("elastic: restored step ", step, " from ", old_world, " optimizer shard(s)");
+  checkAgreement(restored);
   return restored;
+}
+
+void ElasticSession::checkAgreement(RestoredState& restored) {
+  // Names sorted: replicated and reassembled states list tensors in different orders.
+  NamedTensors optimizer = restored.optimizer;
+  std::sort(optimizer.begin(), optimizer.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  const uint64_t hash =
+      elastic::checksumFinish(elastic::checksumFold(elastic::stateChecksum(restored.params), elastic::stateChecksum(optimizer)));
+  restored.state_hash = hash;
+  dist::Communicator& comm = world_.main();
+  at::Tensor mine = at::full({1}, static_cast<int64_t>(hash), at::kLong);
+  at::Tensor all = at::empty({comm.size()}, at::kLong);
+  comm.allGather(mine, all)->wait();
+  for (int r = 0; r < comm.size(); ++r) {
+    LOOM_CHECK(static_cast<uint64_t>(all[r].item<int64_t>()) == hash, "elastic: after restoring step ", restored.step,
+               " rank ", comm.rank(), " holds state ", elastic::checksumHex(hash), " but rank ", r, " holds ",
+               elastic::checksumHex(static_cast<uint64_t>(all[r].item<int64_t>())), " in ",
+               world_.membership().describe());
+  }
 }
 
 }  // namespace loom::train

@@ -52,6 +52,9 @@ struct RestoredState {
   NamedTensors optimizer;  ///< the full optimizer state (world-size independent)
   at::Tensor rng_state;
   int64_t data_cursor = 0;
+  /// Checksum of the parameters and the full optimizer state, equal on every
+  /// member (restore() checks it before anyone trains on the state).
+  uint64_t state_hash = 0;
 };
 
 /// Both holders of a shard were lost, or no consistent step exists.
@@ -82,6 +85,11 @@ class ElasticSession {
   double lastCaptureMs() const { return last_capture_ms_; }
 
  private:
+  /// Hashes the restored parameters and optimizer state and checks that every
+  /// member holds the same (a joiner's state equals the others' before its
+  /// first step). Throws c10::Error naming the rank that differs.
+  void checkAgreement(RestoredState& restored);
+
   elastic::ElasticWorld& world_;
   bool sharded_;
   const Logger& log_;

@@ -1,5 +1,6 @@
 #include "train/trainer.h"
 
+#include "elastic/tensor_checksum.h"
 #include "model/init.h"
 #include "optim/lr_schedule.h"
 #include "runtime/core/error.h"
@@ -185,7 +186,8 @@ void Trainer::applyGenerationChange(const elastic::GenerationChange& change) {
   log_.info("elastic: continuing at step ", step_ + 1, " in ", change.current.describe(), " (rank ", comm_->rank(),
             " of ", comm_->size(), ")", lost.empty() ? "" : "; lost worker(s) " + lost,
             joined.empty() || change.previous.members.empty() ? "" : "; joined worker(s) " + joined,
-            "; rebuild ", change.rebuild_ms, " ms, restore ", restore_ms, " ms");
+            "; rebuild ", change.rebuild_ms, " ms, restore ", restore_ms, " ms; state ",
+            elastic::checksumHex(state.state_hash), " equal on all ", comm_->size(), " members");
   last_change_ = nlohmann::json{{"event", change.lost.empty() ? "admission" : "recovery"},
                                 {"step", step_},
                                 {"generation", change.current.generation},
@@ -194,6 +196,7 @@ void Trainer::applyGenerationChange(const elastic::GenerationChange& change) {
                                 {"joined", change.joined},
                                 {"rebuild_ms", change.rebuild_ms},
                                 {"restore_ms", restore_ms},
+                                {"state_hash", elastic::checksumHex(state.state_hash)},
                                 {"time", unixSeconds()}}
                      .dump();
 }

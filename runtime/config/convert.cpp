@@ -164,6 +164,7 @@ void copyElastic(const ElasticConfig& from, ElasticOptions& to, std::vector<Viol
   LOOM_COPY_PRESENT(from, to, heartbeat_timeout_s);
   LOOM_COPY_PRESENT(from, to, rebuild_timeout_s);
   LOOM_COPY_PRESENT(from, to, poll_interval_s);
+  LOOM_COPY_PRESENT(from, to, join_timeout_s);
   if (from.has_policy()) {
     switch (from.policy()) {
       case ElasticConfig::NONE:
@@ -371,6 +372,7 @@ LoomConfig toProto(const JobOptions& options) {
   LOOM_COPY_TO_PROTO(e, elastic, heartbeat_timeout_s);
   LOOM_COPY_TO_PROTO(e, elastic, rebuild_timeout_s);
   LOOM_COPY_TO_PROTO(e, elastic, poll_interval_s);
+  LOOM_COPY_TO_PROTO(e, elastic, join_timeout_s);
 
   const LoggingOptions& l = options.logging;
   LoggingConfig& logging = *config.mutable_logging();

@@ -153,6 +153,7 @@ struct ElasticOptions {
   double heartbeat_timeout_s = 5;     ///< silence that declares a rank lost
   double rebuild_timeout_s = 30;      ///< survivors' wait for each other when rebuilding
   double poll_interval_s = 0.02;      ///< watchdog's period for failures and joiners
+  double join_timeout_s = 0;          ///< REPLACE: recovery's wait for replacements; 0 = do not wait
 
   bool enabled() const { return policy != ElasticPolicy::kNone; }
 };

@@ -179,6 +179,7 @@ void checkElastic(const ElasticOptions& e, const JobOptions& job, int world_size
   check.positive("elastic.heartbeat_interval_s", e.heartbeat_interval_s);
   check.positive("elastic.rebuild_timeout_s", e.rebuild_timeout_s);
   check.positive("elastic.poll_interval_s", e.poll_interval_s);
+  check.nonNegative("elastic.join_timeout_s", e.join_timeout_s);
   check.require(e.heartbeat_timeout_s > e.heartbeat_interval_s, {"elastic.heartbeat_timeout_s"},
                 c10::str("elastic.heartbeat_timeout_s (", e.heartbeat_timeout_s,
                          ") must exceed elastic.heartbeat_interval_s (", e.heartbeat_interval_s,

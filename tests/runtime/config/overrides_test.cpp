@@ -135,7 +135,7 @@ TEST(OverridesTest, MalformedOverrides) {
   EXPECT_EQ(overrideError({"parallel=2"}),
             "--set parallel=2: \"parallel\" is a section, not a field; set one of its fields (dp, backend, bucket_mb, zero1, timeout_s)");
   EXPECT_EQ(overrideError({"elastic=1"}),
-            "--set elastic=1: \"elastic\" is a section, not a field; set one of its fields (policy, min_ranks, max_ranks, heartbeat_interval_s, heartbeat_timeout_s, rebuild_timeout_s, poll_interval_s)");
+            "--set elastic=1: \"elastic\" is a section, not a field; set one of its fields (policy, min_ranks, max_ranks, heartbeat_interval_s, heartbeat_timeout_s, rebuild_timeout_s, poll_interval_s, join_timeout_s)");
   EXPECT_EQ(overrideError({"model.heads.x=1"}),
             "--set model.heads.x=1: \"model.heads\" is a field (int64), not a section");
 }
