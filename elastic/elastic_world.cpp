@@ -20,8 +20,7 @@ std::chrono::milliseconds seconds(double s) { return std::chrono::milliseconds(s
 constexpr const char* kMembersPrefix = "members";
 /// Rebuild attempts in one recovery before giving up (each may find one more member lost).
 constexpr int kRebuildAttempts = 4;
-/// How long recovery waits for further failure reports after the first one.
-constexpr std::chrono::milliseconds kSettle{50};
+
 
 std::string joinIds(const std::vector<int>& ids) {
   std::string out;
@@ -80,6 +79,7 @@ ElasticWorld::ElasticWorld(c10::intrusive_ptr<c10d::Store> store, ElasticWorldOp
       }
       const Membership now = memberships_.current();
       if (contains(now.members, opts_.id)) {
+        awaitMembers(now);
         buildCommunicators(now);
         entry_.current = now;
         entry_.joined = {opts_.id};
@@ -113,6 +113,8 @@ void ElasticWorld::buildCommunicators(const Membership& m) {
     main_ = dist::makeSelfCommunicator(gloo.comm);
     replication_ = dist::makeSelfCommunicator(gloo.comm);
   } else {
+    // One after the other: both wait on the same store client, so building
+    // them at once could deadlock the members against each other.
     const auto generation_store = memberships_.storeFor(m.generation);
     main_ = dist::makeGlooCommunicator(c10::make_intrusive<c10d::PrefixStore>("main", generation_store), rank, size,
                                        gloo);
@@ -124,6 +126,39 @@ void ElasticWorld::buildCommunicators(const Membership& m) {
   watched_generation_ = m.generation;
   watched_members_ = m.members;
   aborted_ = false;
+}
+
+void ElasticWorld::awaitMembers(const Membership& next) {
+  // Failures often come together (a host with several ranks goes down): a
+  // member lost after the proposal must not hold the others up until the
+  // rebuild timeout, so the wait looks at the lost list between short waits.
+  const auto generation_store = memberships_.storeFor(next.generation);
+  generation_store->set("arrived/" + std::to_string(opts_.id), std::vector<uint8_t>{'1'});
+  std::vector<std::string> arrivals;
+  for (int id : next.members) arrivals.push_back("arrived/" + std::to_string(id));
+  const auto deadline = Clock::now() + seconds(opts_.elastic.rebuild_timeout_s);
+  const auto slice = std::max(seconds(opts_.elastic.poll_interval_s), std::chrono::milliseconds(1));
+  while (true) {
+    try {
+      generation_store->wait(arrivals, slice);
+      return;
+    } catch (const c10::Error&) {
+      // Not all arrived within the slice (c10d reports a timeout as an error).
+    }
+    for (int id : next.members) {
+      if (id != opts_.id && store_->check({keys::dead(id)})) {
+        LOOM_THROW(PeerLostError, "elastic: worker ", id, " was lost while ", next.describe(), " formed");
+      }
+    }
+    if (Clock::now() >= deadline) {
+      std::vector<int> missing;
+      for (int id : next.members) {
+        if (!generation_store->check({"arrived/" + std::to_string(id)})) missing.push_back(id);
+      }
+      LOOM_THROW(PeerLostError, "elastic: worker(s) ", joinIds(missing), " did not join ", next.describe(), " within ",
+                 opts_.elastic.rebuild_timeout_s, " s (elastic.rebuild_timeout_s)");
+    }
+  }
 }
 
 void ElasticWorld::reportFailure(const std::string& why) {
@@ -187,11 +222,6 @@ GenerationChange ElasticWorld::recover(const std::string& cause) {
       std::this_thread::sleep_for(seconds(opts_.elastic.poll_interval_s));
       lost = lostMembers();
     }
-    // Failures often come together (a host with several ranks goes down):
-    // one more look catches those reported meanwhile, instead of a rebuild
-    // that would wait for a dead member until the rebuild timeout.
-    std::this_thread::sleep_for(kSettle);
-    lost = lostMembers();
     std::vector<int> healthy = minus(membership_.members, lost);
     if (opts_.elastic.policy == ElasticPolicy::kReplace) {
       const int64_t limit = opts_.elastic.max_ranks > 0 ? opts_.elastic.max_ranks : opts_.initial_world;
@@ -220,7 +250,13 @@ GenerationChange ElasticWorld::recover(const std::string& cause) {
       below_minimum = true;
     }
     try {
-      GenerationChange change = changeTo(decision.members, "recovery");
+      // Another survivor may have proposed already: join its generation when
+      // it holds no lost member; otherwise (it could not form) propose after it.
+      const Membership in_store = memberships_.current();
+      bool usable = in_store.generation > membership_.generation && contains(in_store.members, opts_.id);
+      for (int id : in_store.members) usable = usable && (id == opts_.id || !store_->check({keys::dead(id)}));
+      GenerationChange change = usable ? enter(in_store, "recovery")
+                                       : changeTo(decision.members, in_store.generation, "recovery");
       change.below_minimum = below_minimum;
       change.previous = before;
       change.lost = minus(before.members, change.current.members);
@@ -247,7 +283,7 @@ GenerationChange ElasticWorld::admitJoiners() {
     if (static_cast<int64_t>(members.size()) < limit) members.push_back(id);
   }
   std::sort(members.begin(), members.end());
-  GenerationChange change = changeTo(members, "admission");
+  GenerationChange change = changeTo(members, before.generation, "admission");
   change.previous = before;
   change.lost = minus(before.members, change.current.members);
   change.joined = minus(change.current.members, before.members);
@@ -255,16 +291,19 @@ GenerationChange ElasticWorld::admitJoiners() {
   return change;
 }
 
-GenerationChange ElasticWorld::changeTo(const std::vector<int>& members, const char* why) {
-  const Proposal proposal = memberships_.proposeNext(membership_.generation, members);
-  const Membership& next = proposal.membership;
+GenerationChange ElasticWorld::changeTo(const std::vector<int>& members, int64_t after_generation, const char* why) {
+  const Proposal proposal = memberships_.proposeNext(after_generation, members);
+  return enter(proposal.membership, proposal.accepted ? c10::str(why, " (proposed here)") : c10::str(why, " (agreed)"));
+}
+
+GenerationChange ElasticWorld::enter(const Membership& next, const std::string& why) {
   if (!contains(next.members, opts_.id)) {
     LOOM_THROW(PeerLostError, "elastic: worker ", opts_.id, " is not a member of ", next.describe(),
                ": the other workers declared it lost; it stops");
   }
-  log_.info("elastic: ", why, ": ", membership_.describe(), " -> ", next.describe(),
-            proposal.accepted ? " (proposed here)" : " (agreed)");
+  log_.info("elastic: ", why, ": ", membership_.describe(), " -> ", next.describe());
   retire();
+  awaitMembers(next);
   buildCommunicators(next);
   joiners_waiting_.store(false);
   GenerationChange change;

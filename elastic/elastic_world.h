@@ -132,9 +132,17 @@ class ElasticWorld {
   std::vector<int> lostMembers();
   /// Joiner ids waiting for admission, ascending.
   std::vector<int> waitingJoiners();
+  /// Waits until every member of `next` arrived at its generation; throws
+  /// PeerLostError as soon as one is reported lost, or at the rebuild timeout.
+  void awaitMembers(const Membership& next);
   /// Builds the communicators of `m` (this worker must be a member).
   void buildCommunicators(const Membership& m);
-  GenerationChange changeTo(const std::vector<int>& members, const char* why);
+  /// Proposes `members` as generation after_generation + 1 (or joins the
+  /// winner's), waits for its members and builds its communicators.
+  GenerationChange changeTo(const std::vector<int>& members, int64_t after_generation, const char* why);
+  /// Enters generation `next` (this worker must be in it): retires the old
+  /// communicators, waits for the members and builds the new ones.
+  GenerationChange enter(const Membership& next, const std::string& why);
   void retire();
 
   c10::intrusive_ptr<c10d::Store> store_;  ///< PrefixStore "elastic" over the job store
