@@ -25,7 +25,7 @@ over `plain` (steps after the warm-up), and the capture time on the training thr
 with the medians over the repetitions.
 
     /usr/bin/python3 benchmarks/elastic_mttr.py [--build build] [--reps 3] [--steps 40]
-        [--checkpoint-every 10] [--out benchmarks/results/elastic_mttr.jsonl]
+        [--checkpoint-every 20] [--out benchmarks/results/elastic_mttr.jsonl]
 """
 import argparse
 import json
@@ -146,7 +146,7 @@ def main():
     parser.add_argument("--build", default="build")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--checkpoint-every", type=int, default=10)
+    parser.add_argument("--checkpoint-every", type=int, default=20)
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "elastic_mttr.jsonl"))
     args = parser.parse_args()
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

@@ -131,20 +131,21 @@ void ElasticWorld::buildCommunicators(const Membership& m) {
 void ElasticWorld::awaitMembers(const Membership& next) {
   // Failures often come together (a host with several ranks goes down): a
   // member lost after the proposal must not hold the others up until the
-  // rebuild timeout, so the wait looks at the lost list between short waits.
+  // rebuild timeout, so the wait looks at the lost list between polls.
   const auto generation_store = memberships_.storeFor(next.generation);
   generation_store->set("arrived/" + std::to_string(opts_.id), std::vector<uint8_t>{'1'});
   std::vector<std::string> arrivals;
   for (int id : next.members) arrivals.push_back("arrived/" + std::to_string(id));
   const auto deadline = Clock::now() + seconds(opts_.elastic.rebuild_timeout_s);
-  const auto slice = std::max(seconds(opts_.elastic.poll_interval_s), std::chrono::milliseconds(1));
+  // Polls with check(), never a Store::wait with a timeout: after such a wait
+  // times out, c10d's server still answers it later on the same connection,
+  // where the next request would read that answer as its own.
+  const auto longest = std::max(seconds(opts_.elastic.poll_interval_s), std::chrono::milliseconds(1));
+  auto pause = std::chrono::milliseconds(1);
   while (true) {
-    try {
-      generation_store->wait(arrivals, slice);
-      return;
-    } catch (const c10::Error&) {
-      // Not all arrived within the slice (c10d reports a timeout as an error).
-    }
+    if (generation_store->check(arrivals)) return;
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, longest);
     for (int id : next.members) {
       if (id != opts_.id && store_->check({keys::dead(id)})) {
         LOOM_THROW(PeerLostError, "elastic: worker ", id, " was lost while ", next.describe(), " formed");

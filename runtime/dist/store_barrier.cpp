@@ -2,7 +2,9 @@
 
 #include "runtime/core/error.h"
 
+#include <algorithm>
 #include <sstream>
+#include <thread>
 
 namespace loom::dist {
 namespace {
@@ -27,25 +29,30 @@ void storeBarrier(c10d::Store& store, const std::string& name, int rank, int siz
   std::vector<std::string> keys;
   keys.reserve(size);
   for (int r = 0; r < size; ++r) keys.push_back(keyOf(name, r));
+  // Polls with check() rather than Store::wait(keys, timeout): after a timed
+  // out wait, c10d's server still answers it later on the same connection,
+  // where the next request (of any thread sharing the client) would read that
+  // answer as its own.
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto pause = std::chrono::milliseconds(1);
   try {
-    store.wait(keys, timeout);
-    return;
-  } catch (const std::exception& e) {
-    std::vector<int> missing;
-    try {
-      missing = missingRanks(store, name, size);
-    } catch (const std::exception& lost) {
-      LOOM_THROW(PeerLostError, where, ": rank ", rank, " of ", size,
-                 " lost the store while waiting for the others: ", errorMessage(lost));
+    while (!store.check(keys)) {
+      if (std::chrono::steady_clock::now() >= deadline) break;
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::milliseconds(20));
     }
-    if (missing.empty()) return;  // the last ones arrived just as the wait gave up
-    std::ostringstream ranks;
-    for (size_t i = 0; i < missing.size(); ++i) ranks << (i ? ", " : "") << missing[i];
-    LOOM_THROW(PeerLostError, where, ": ranks ", ranks.str(), " did not arrive within ", timeout.count(), " ms (",
-               size - static_cast<int>(missing.size()), " of ", size, " arrived; seen from rank ", rank,
-               "). Check that every rank was started with the same world size (", size,
-               ") and store endpoint, and read the missing ranks' logs. (", errorMessage(e), ")");
+  } catch (const std::exception& lost) {
+    LOOM_THROW(PeerLostError, where, ": rank ", rank, " of ", size, " lost the store while waiting for the others: ",
+               errorMessage(lost));
   }
+  const std::vector<int> missing = missingRanks(store, name, size);
+  if (missing.empty()) return;
+  std::ostringstream ranks;
+  for (size_t i = 0; i < missing.size(); ++i) ranks << (i ? ", " : "") << missing[i];
+  LOOM_THROW(PeerLostError, where, ": ranks ", ranks.str(), " did not arrive within ", timeout.count(), " ms (",
+             size - static_cast<int>(missing.size()), " of ", size, " arrived; seen from rank ", rank,
+             "). Check that every rank was started with the same world size (", size,
+             ") and store endpoint, and read the missing ranks' logs.");
 }
 
 }  // namespace loom::dist

@@ -215,6 +215,26 @@ TEST(SnapshotTest, AFailedCaptureKeepsThePreviousSnapshot) {
   EXPECT_FALSE(fresh.hasSnapshot());
 }
 
+// Recovery rolls back one step when a failure split a commit: both buffers
+// must be findable by step, newest first (a rollback recaptures the same step).
+TEST(SnapshotTest, TheTwoNewestStepsAreFoundByStep) {
+  SnapshotStore store;
+  EXPECT_EQ(store.steps(), (std::array<int64_t, 2>{-1, -1}));
+  EXPECT_EQ(store.at(1), nullptr);
+  store.capture(1, stateOf(0, 1));
+  EXPECT_EQ(store.steps(), (std::array<int64_t, 2>{1, -1}));
+  store.capture(2, stateOf(0, 2));
+  store.capture(3, stateOf(0, 3));
+  EXPECT_EQ(store.steps(), (std::array<int64_t, 2>{3, 2}));
+  ASSERT_NE(store.at(2), nullptr);
+  expectHolds(*store.at(2), stateOf(0, 2), 2);
+  EXPECT_EQ(store.at(1), nullptr);  // overwritten by step 3
+  // A rollback to step 2 recaptures step 2 (a new layout): at(2) is the new one.
+  store.capture(2, stateOf(0, 7));
+  EXPECT_EQ(store.steps(), (std::array<int64_t, 2>{2, 3}));
+  expectHolds(*store.at(2), stateOf(0, 7), 2);
+}
+
 TEST(SnapshotTest, BuffersAreReusedForUnchangedShapes) {
   SnapshotStore store;
   std::vector<std::vector<const void*>> pointers;

@@ -183,6 +183,16 @@ TEST(DefaultsTest, OuterConfigsAreTheTinyJobWithAnOuterSection) {
   }
 }
 
+TEST(DefaultsTest, ElasticConfigIsTheTinyJobWithZero1AndAnElasticSection) {
+  JobOptions expected = loadJobConfig(test::sourcePath("configs/tiny.pbtxt"), {}, 4);
+  expected.train.out_dir = "runs/elastic";
+  expected.parallel.zero1 = true;
+  expected.elastic.policy = ElasticPolicy::kReplace;
+  expected.elastic.min_ranks = 2;
+  expected.elastic.heartbeat_timeout_s = 5;
+  test::expectSameOptions(expected, loadJobConfig(test::sourcePath("configs/elastic.pbtxt"), {}, 4));
+}
+
 // Every shipped config passes validation and writes to its own directory.
 TEST(DefaultsTest, EveryShippedConfigLoads) {
   std::set<std::string> out_dirs;

@@ -62,6 +62,14 @@ void expectSameOptions(const JobOptions& expected, const JobOptions& actual) {
   LOOM_EXPECT_FIELD(parallel, bucket_mb);
   LOOM_EXPECT_FIELD(parallel, zero1);
   LOOM_EXPECT_FIELD(parallel, timeout_s);
+  LOOM_EXPECT_FIELD(elastic, policy);
+  LOOM_EXPECT_FIELD(elastic, min_ranks);
+  LOOM_EXPECT_FIELD(elastic, max_ranks);
+  LOOM_EXPECT_FIELD(elastic, heartbeat_interval_s);
+  LOOM_EXPECT_FIELD(elastic, heartbeat_timeout_s);
+  LOOM_EXPECT_FIELD(elastic, rebuild_timeout_s);
+  LOOM_EXPECT_FIELD(elastic, poll_interval_s);
+  LOOM_EXPECT_FIELD(elastic, join_timeout_s);
   LOOM_EXPECT_FIELD(logging, log_every);
   LOOM_EXPECT_FIELD(logging, level);
   LOOM_EXPECT_FIELD(logging, peak_tflops);
@@ -124,6 +132,14 @@ JobOptions nonDefaultOptions() {
   o.parallel.bucket_mb = 0.25;
   o.parallel.zero1 = true;
   o.parallel.timeout_s = 30;
+  // Not elastic (MPI cannot be), but every other elastic field differs from its default.
+  o.elastic.min_ranks = 3;
+  o.elastic.max_ranks = 7;
+  o.elastic.heartbeat_interval_s = 0.25;
+  o.elastic.heartbeat_timeout_s = 3;
+  o.elastic.rebuild_timeout_s = 12;
+  o.elastic.poll_interval_s = 0.05;
+  o.elastic.join_timeout_s = 1.5;
   o.logging.log_every = 1;
   o.logging.level = LogLevel::kDebug;
   o.logging.peak_tflops = 123.456;

@@ -3,6 +3,7 @@
 #include "runtime/config/validate.h"
 #include "runtime/core/error.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -244,6 +245,34 @@ TEST(ValidateTest, OuterZero1NeedsRanksInsideAReplica) {
   options.outer.algorithm = OuterAlgorithm::kDiLoCo;
   EXPECT_EQ(messages(options, 4).size(), 1u);
   options.outer.replicas = 2;  // 2 ranks per replica to shard over
+  EXPECT_TRUE(messages(options, 4).empty());
+}
+
+TEST(ValidateTest, ElasticRules) {
+  JobOptions options = validOptions();
+  options.elastic.policy = ElasticPolicy::kShrink;
+  options.elastic.min_ranks = 2;
+  EXPECT_TRUE(messages(options, 4).empty());
+  options.elastic.min_ranks = 5;
+  options.elastic.max_ranks = 3;
+  EXPECT_EQ(messages(options, 4),
+            (std::vector<std::string>{
+                "elastic.min_ranks (5) exceeds the starting world size (4): the job could never run; lower it or "
+                "start more ranks",
+                "elastic.max_ranks (3) is below the starting world size (4): raise it, or 0 for the starting size"}));
+  options.elastic.min_ranks = 1;
+  options.elastic.max_ranks = 0;
+  options.elastic.heartbeat_timeout_s = 0.5;
+  EXPECT_THAT(messages(options, 4), testing::ElementsAre(testing::HasSubstr("must exceed elastic.heartbeat_interval_s")));
+  options.elastic.heartbeat_timeout_s = 5;
+  options.parallel.backend = CommBackend::kMpi;
+  EXPECT_THAT(messages(options, 4), testing::Contains(testing::HasSubstr("elastic.policy needs parallel.backend GLOO")));
+  options.parallel.backend = CommBackend::kGloo;
+  options.outer.algorithm = OuterAlgorithm::kDiLoCo;
+  EXPECT_THAT(messages(options, 4), testing::ElementsAre(testing::HasSubstr("with an outer optimizer is not supported")));
+  // Not elastic: none of this applies.
+  options.elastic.policy = ElasticPolicy::kNone;
+  options.elastic.min_ranks = 9;
   EXPECT_TRUE(messages(options, 4).empty());
 }
 

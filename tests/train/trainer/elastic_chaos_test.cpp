@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <map>
 #include <random>
+#include <regex>
 #include <sstream>
 
 namespace loom::train {
@@ -313,10 +314,20 @@ TEST_F(ElasticChaosTest, BelowTheMinimumTheJobStopsAfterADurableCheckpoint) {
   const CommandResult result =
       run(out, "--set parallel.zero1=true --set elastic.min_ranks=4", "LOOM_FAULT_INJECT=3:8:allreduce:KILL");
   EXPECT_EQ(result.exit_code, 3) << result.output;
-  EXPECT_THAT(result.output, HasSubstr("below elastic.min_ranks (4): stopped after a durable checkpoint of step 7"));
+  // Step 7 committed everywhere; its shard copy on the buddy may still have
+  // been in flight when rank 3 died, and then the survivors roll back to 6.
+  std::smatch match;
+  ASSERT_TRUE(std::regex_search(result.output, match,
+                                std::regex("below elastic.min_ranks \\(4\\): stopped after a durable checkpoint of step "
+                                           "([0-9]+)")))
+      << result.output;
+  const int64_t step = std::stoll(match[1]);
+  EXPECT_TRUE(step == 6 || step == 7) << step;
   const checkpoint::CheckpointStore store(out + "/checkpoints", 2);
   ASSERT_TRUE(store.latest().has_value());
-  EXPECT_EQ(checkpoint::readTrainerState(*store.latest()).step, 7);
+  const checkpoint::TrainerState state = checkpoint::readTrainerState(*store.latest());
+  EXPECT_EQ(state.step, step);
+  EXPECT_EQ(state.data_cursor, step * kGlobalBatch);
 }
 
 }  // namespace
