@@ -199,12 +199,16 @@ std::vector<int> ElasticWorld::lostMembers() {
   return lost;
 }
 
-std::vector<int> ElasticWorld::waitingJoiners() {
+int64_t ElasticWorld::maxMembers() const {
+  return opts_.elastic.max_ranks > 0 ? opts_.elastic.max_ranks : opts_.initial_world;
+}
+
+std::vector<int> ElasticWorld::waitingJoiners(const std::vector<int>& members) {
   const int64_t allocated = store_->add(keys::kNextId, 0);
   std::vector<int> joiners;
   for (int64_t i = 0; i < allocated; ++i) {
     const int id = opts_.initial_world + static_cast<int>(i);
-    if (contains(membership_.members, id)) continue;
+    if (contains(members, id)) continue;
     if (store_->check({keys::join(id)}) && !store_->check({keys::dead(id)})) joiners.push_back(id);
   }
   return joiners;
@@ -225,15 +229,15 @@ GenerationChange ElasticWorld::recover(const std::string& cause) {
     }
     std::vector<int> healthy = minus(membership_.members, lost);
     if (opts_.elastic.policy == ElasticPolicy::kReplace) {
-      const int64_t limit = opts_.elastic.max_ranks > 0 ? opts_.elastic.max_ranks : opts_.initial_world;
+      const int64_t limit = maxMembers();
       // Optionally wait for the launcher's replacements, so they take the lost
       // ranks' places now and the world size never drops.
       const auto join_deadline = Clock::now() + seconds(opts_.elastic.join_timeout_s);
-      while (waitingJoiners().size() < lost.size() && Clock::now() < join_deadline &&
+      while (waitingJoiners(membership_.members).size() < lost.size() && Clock::now() < join_deadline &&
              !store_->check({keys::kFinished})) {
         std::this_thread::sleep_for(seconds(opts_.elastic.poll_interval_s));
       }
-      for (int id : waitingJoiners()) {
+      for (int id : waitingJoiners(membership_.members)) {
         if (static_cast<int64_t>(healthy.size()) < limit) healthy.push_back(id);
       }
     }
@@ -278,10 +282,9 @@ GenerationChange ElasticWorld::recover(const std::string& cause) {
 GenerationChange ElasticWorld::admitJoiners() {
   const auto start = Clock::now();
   const Membership before = membership_;
-  const int64_t limit = opts_.elastic.max_ranks > 0 ? opts_.elastic.max_ranks : opts_.initial_world;
   std::vector<int> members = before.members;
-  for (int id : waitingJoiners()) {
-    if (static_cast<int64_t>(members.size()) < limit) members.push_back(id);
+  for (int id : waitingJoiners(before.members)) {
+    if (static_cast<int64_t>(members.size()) < maxMembers()) members.push_back(id);
   }
   std::sort(members.begin(), members.end());
   GenerationChange change = changeTo(members, before.generation, "admission");
@@ -390,14 +393,7 @@ void ElasticWorld::watch() {
       const int64_t joins = store_->add(keys::kJoinCount, 0);
       if (joins != joins_seen || joiners_waiting_.load()) {
         joins_seen = joins;
-        const int64_t allocated = store_->add(keys::kNextId, 0);
-        bool waiting = false;
-        for (int64_t i = 0; i < allocated && !waiting; ++i) {
-          const int id = opts_.initial_world + static_cast<int>(i);
-          waiting = !contains(members, id) && store_->check({keys::join(id)}) && !store_->check({keys::dead(id)});
-        }
-        const int64_t limit = opts_.elastic.max_ranks > 0 ? opts_.elastic.max_ranks : opts_.initial_world;
-        joiners_waiting_.store(waiting && static_cast<int64_t>(members.size()) < limit);
+        joiners_waiting_.store(static_cast<int64_t>(members.size()) < maxMembers() && !waitingJoiners(members).empty());
       }
       lock.lock();
       if (failed && !aborted && watched_generation_ == generation) abortLocked();

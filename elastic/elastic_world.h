@@ -130,8 +130,10 @@ class ElasticWorld {
   void abortLocked();
   /// Members of the current generation that the store lists as lost.
   std::vector<int> lostMembers();
-  /// Joiner ids waiting for admission, ascending.
-  std::vector<int> waitingJoiners();
+  /// Joiner ids waiting for admission (not in `members`, not lost), ascending.
+  std::vector<int> waitingJoiners(const std::vector<int>& members);
+  /// elastic.max_ranks, or the starting world size when it is 0.
+  int64_t maxMembers() const;
   /// Waits until every member of `next` arrived at its generation; throws
   /// PeerLostError as soon as one is reported lost, or at the rebuild timeout.
   void awaitMembers(const Membership& next);
