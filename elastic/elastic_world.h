@@ -20,7 +20,9 @@
 // the new generation; restoring the training state over it is the caller's.
 //
 // Thread-safety: recover(), admitJoiners(), main() and replication() belong to
-// the training thread; abort() and joinersWaiting() may be called from any.
+// the training thread; reportFailure(), aborted() and joinersWaiting() may be
+// called from any. The watchdog, the heartbeats and the training thread share
+// the store client, so nothing here blocks on the store for long (waits poll).
 #pragma once
 
 #include "elastic/heartbeat.h"

@@ -88,7 +88,9 @@ class Trainer {
   /// and rebuilds the data-parallel parts for the new world.
   void applyGenerationChange(const elastic::GenerationChange& change);
   /// After a step failed in an elastic job: recover and roll back to the last
-  /// step committed everywhere. Returns false when the job must stop.
+  /// step committed everywhere. Throws PeerLostError when the job must stop
+  /// (split brain, a shard lost with its buddy, or below elastic.min_ranks
+  /// after writing a checkpoint).
   void recoverFromFailure(const std::exception& cause);
   double reduceScalar(double value, dist::ReduceOp op = dist::ReduceOp::kSum);
   double reduceScalarOver(dist::Communicator& comm, double value, dist::ReduceOp op = dist::ReduceOp::kSum);

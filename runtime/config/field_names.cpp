@@ -69,9 +69,6 @@ std::string unknownFieldMessage(const google::protobuf::Descriptor& message, con
     text += "did you mean \"" + hint + "\"? ";
   }
   text += top_level ? "sections: " : "fields: ";
-  if (names.empty()) {
-    text += "none yet";
-  }
   for (size_t i = 0; i < names.size(); ++i) {
     text += (i == 0 ? "" : ", ") + names[i];
   }

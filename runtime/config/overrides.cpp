@@ -103,8 +103,7 @@ std::string applyOne(const std::string& text, LoomConfig& config, FieldOrigins& 
     for (const std::string& name : fieldNames(*type)) {
       names += (names.empty() ? "" : ", ") + name;
     }
-    return c10::str("\"", walked, "\" is a section, not a field; set one of its fields (",
-                    names.empty() ? "it has none yet" : names, ")");
+    return c10::str("\"", walked, "\" is a section, not a field; set one of its fields (", names, ")");
   }
   const Message* holder = &config;
   for (size_t i = 0; i + 1 < fields.size(); ++i) {
