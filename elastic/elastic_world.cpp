@@ -99,6 +99,11 @@ ElasticWorld::ElasticWorld(c10::intrusive_ptr<c10d::Store> store, ElasticWorldOp
 ElasticWorld::~ElasticWorld() {
   stopWatchdog();
   heartbeat_.reset();
+  // Retired communicators are left to the process's end on purpose: one whose
+  // Gloo thread is still blocked on a peer that was lost (a stopped process
+  // the launcher has not killed yet, a partition) would hold its destructor,
+  // and so this process's exit, until Gloo's transport timeout.
+  for (auto& retired : retired_) (void)retired.release();
 }
 
 void ElasticWorld::buildCommunicators(const Membership& m) {

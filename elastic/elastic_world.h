@@ -8,8 +8,8 @@
 // generation's keys. Around them:
 //   - a HeartbeatPublisher for this worker's stable id;
 //   - a watchdog thread that looks at the store every poll interval and aborts
-//     both communicators (closing their connections, so every peer's blocked
-//     collective fails at once) when a current member is reported lost
+//     both communicators (every wait on them throws at once) when a current
+//     member is reported lost
 //     ("dead/<id>", written by the launcher when the process exits, or by this
 //     watchdog when a member's heartbeat has been silent past the timeout), or
 //     when a member reported a failed operation for this generation; it also
@@ -157,7 +157,7 @@ class ElasticWorld {
   GenerationChange entry_;
   std::unique_ptr<dist::Communicator> main_;
   std::unique_ptr<dist::Communicator> replication_;
-  std::vector<std::unique_ptr<dist::Communicator>> retired_;  ///< aborted, kept until destruction
+  std::vector<std::unique_ptr<dist::Communicator>> retired_;  ///< aborted; never destroyed (see ~ElasticWorld)
   std::unique_ptr<HeartbeatPublisher> heartbeat_;
 
   std::mutex mutex_;  ///< guards aborted_, watched_generation_ and the communicator pointers for abort

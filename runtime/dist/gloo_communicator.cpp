@@ -3,7 +3,6 @@
 #include "runtime/core/error.h"
 #include "runtime/dist/gloo_device.h"
 #include "runtime/dist/gloo_group.h"
-#include "runtime/dist/tcp_sockets.h"
 #include "runtime/dist/gloo_work.h"
 #include "runtime/dist/progress_board.h"
 #include "runtime/dist/store_barrier.h"
@@ -11,12 +10,27 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 
+#include <csignal>
 #include <map>
 #include <mutex>
 #include <sstream>
 
 namespace loom::dist {
 namespace {
+
+// Gloo writes to its peers' sockets with writev(); when a peer is gone, the
+// write must fail with EPIPE and surface as a failed operation, not raise
+// SIGPIPE and kill this process.
+// Ignored only while still at the default action, so a program's own choice stands.
+void ignoreSigpipeUnlessHandled() {
+  struct sigaction current {};
+  if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    ::sigemptyset(&ignore.sa_mask);
+    ::sigaction(SIGPIPE, &ignore, nullptr);
+  }
+}
 
 using Devices = std::vector<std::shared_ptr<gloo::transport::Device>>;
 
@@ -102,16 +116,15 @@ class GlooCommunicator final : public Communicator {
         opts_(opts),
         devices_(std::move(devices)) {
     LOOM_CHECK_INPUT(size >= 1 && rank >= 0 && rank < size, "gloo: rank ", rank, " is outside a world of size ", size);
+    ignoreSigpipeUnlessHandled();
     // Gloo's own connect would time out without saying who is missing.
     const auto connect_timeout = opts.connect_timeout.count() > 0 ? opts.connect_timeout : opts.comm.timeout;
     storeBarrier(*store_, "ready", rank, size, connect_timeout, "gloo communicator of " + std::to_string(size));
     auto options = GlooGroup::Options::create(transportTimeout(opts));
     options->devices = devices_;
     try {
-      const std::vector<TcpConnection> before = connectedTcpSockets();
       group_ =
           c10::make_intrusive<GlooGroup>(c10::make_intrusive<c10d::PrefixStore>("gloo", store_), rank, size, options);
-      connections_ = newConnections(before, connectedTcpSockets());
     } catch (const std::exception& e) {
       LOOM_THROW(PeerLostError, "gloo: rank ", rank, " of ", size, " could not connect to its peers: ", errorMessage(e),
                  ". If the ranks run on several hosts, name the network interface they share "
@@ -156,9 +169,6 @@ class GlooCommunicator final : public Communicator {
   void abort() override {
     signals_->abort();
     p2p_.abortAll();
-    // Gloo threads blocked on a peer, here or on the peer, fail now instead of
-    // at the transport timeout (tcp_sockets.h), so nothing waits on a lost rank.
-    for (const TcpConnection& c : connections_) shutdownIfStillOpen(c);
   }
 
  protected:
@@ -269,7 +279,6 @@ class GlooCommunicator final : public Communicator {
   std::mutex issue_mutex_;
   std::map<std::vector<int>, int> splits_;  // guarded by issue_mutex_
   c10::intrusive_ptr<GlooGroup> group_;
-  std::vector<TcpConnection> connections_;  ///< the group's sockets, for abort()
   P2pWaiters p2p_;
 };
 

@@ -19,14 +19,16 @@
 // stay blocked on a silent peer; once it fires Gloo closes the group's
 // connections and the communicator is unusable, like after abort().
 //
-// abort(): pending and later waits throw PeerLostError at once, send/recv
-// waits are released, and the group's TCP connections are shut down, so a
-// collective Gloo's worker thread is executing fails at once, here and on the
-// peers, instead of waiting for the transport timeout (tcp_sockets.h). The
-// destructor waits for Gloo's threads, so none outlives the communicator.
-// (Connections are found as the sockets that appeared while the group
-// connected; when several ranks of one process connect at the same time, as
-// in-process tests do, aborting one also ends the others' connections.)
+// abort(): pending and later waits throw PeerLostError at once, and send/recv
+// waits are released. A collective that Gloo's worker thread is executing
+// cannot be interrupted: it ends when the peers it waits for close their
+// connections (they die, or their operation fails and they destroy the
+// communicator) or at the transport timeout. The destructor waits for that, so
+// no Gloo thread outlives the communicator (elastic/elastic_world.h keeps
+// aborted communicators alive instead of waiting).
+//
+// A process with SIGPIPE at its default action gets it ignored by the first
+// communicator: a write to a peer that went away must fail, not kill the rank.
 #pragma once
 
 #include "runtime/dist/communicator.h"
