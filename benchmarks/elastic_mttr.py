@@ -25,7 +25,7 @@ over `plain` (steps after the warm-up), and the capture time on the training thr
 with the medians over the repetitions.
 
     /usr/bin/python3 benchmarks/elastic_mttr.py [--build build] [--reps 3] [--steps 40]
-        [--checkpoint-every 20] [--out benchmarks/results/elastic_mttr.jsonl]
+        [--checkpoint-every 20] [--kinds inplace,restart,elastic,plain] [--out benchmarks/results/elastic_mttr.jsonl]
 """
 import argparse
 import json
@@ -147,6 +147,8 @@ def main():
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--checkpoint-every", type=int, default=20)
+    parser.add_argument("--kinds", default="inplace,restart,elastic,plain",
+                        help="which runs each repetition makes (comma-separated subset)")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "elastic_mttr.jsonl"))
     args = parser.parse_args()
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
@@ -154,8 +156,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="loom-mttr-") as work, open(args.out, "a") as out:
         for rep in range(args.reps):
             seed = 1000 + rep
-            kinds = ["inplace", "restart", "elastic", "plain"]
-            kinds = kinds[rep % 4:] + kinds[:rep % 4]  # rotate the order between repetitions
+            kinds = args.kinds.split(",")
+            kinds = kinds[rep % len(kinds):] + kinds[:rep % len(kinds)]  # rotate the order between repetitions
             for kind in kinds:
                 r = run_with_kill(args, kind, seed, work) if kind in ("inplace", "restart") else \
                     run_clean(args, kind, seed, work)
@@ -177,10 +179,12 @@ def main():
             "elastic_step_ms": med("elastic", "step_ms"), "plain_step_ms": med("plain", "step_ms"),
             "snapshot_capture_ms": med("elastic", "snapshot_ms"),
         }
-        summary["mttr_speedup"] = summary["restart_mttr_s"] / summary["inplace_mttr_s"]
-        summary["progress_speedup"] = summary["restart_progress_s"] / summary["inplace_progress_s"]
-        summary["snapshot_overhead_pct"] = 100.0 * (summary["elastic_step_ms"] / summary["plain_step_ms"] - 1.0)
-        summary["capture_share_pct"] = 100.0 * summary["snapshot_capture_ms"] / summary["elastic_step_ms"]
+        if summary["inplace_mttr_s"] and summary["restart_mttr_s"]:
+            summary["mttr_speedup"] = summary["restart_mttr_s"] / summary["inplace_mttr_s"]
+            summary["progress_speedup"] = summary["restart_progress_s"] / summary["inplace_progress_s"]
+        if summary["elastic_step_ms"] and summary["plain_step_ms"]:
+            summary["snapshot_overhead_pct"] = 100.0 * (summary["elastic_step_ms"] / summary["plain_step_ms"] - 1.0)
+            summary["capture_share_pct"] = 100.0 * summary["snapshot_capture_ms"] / summary["elastic_step_ms"]
         print(json.dumps(summary), flush=True)
         out.write(json.dumps(summary) + "\n")
     return 0
