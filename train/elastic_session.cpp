@@ -65,23 +65,28 @@ ElasticSession::~ElasticSession() {
 }
 
 void ElasticSession::captureCommitted(int64_t step, const LiveState& live) {
-  const auto start = Clock::now();
-  elastic::RankState params;
-  params.rank = world_.id();
-  params.tensors = live.params;
-  params.data_cursor = live.data_cursor;
-  params.rng_state = live.rng_state;
-  params_.capture(step, params);
-  elastic::RankState optimizer;
-  optimizer.rank = world_.id();
-  optimizer.tensors = live.optimizer;
-  optimizer.data_cursor = live.data_cursor;
-  const elastic::Snapshot& mine = shard_.capture(step, optimizer);
-  last_capture_ms_ = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-  if (sharded_ && world_.main().size() > 1) {
-    dist::Communicator& comm = world_.replication();
-    replication_ = std::async(std::launch::async, [&comm, &mine, this] { replicateToBuddy(comm, mine, buddy_); });
-  }
+  // Off the critical path: the next step's forward and backward only read what
+  // is captured, and awaitReplication() (before its commit vote, so before its
+  // optimizer step writes parameters and moments) waits for this.
+  LOOM_CHECK(!replication_.valid(), "elastic: a snapshot was started before the previous one was awaited");
+  const bool replicate = sharded_ && world_.main().size() > 1;
+  dist::Communicator* comm = replicate ? &world_.replication() : nullptr;
+  replication_ = std::async(std::launch::async, [this, step, live, comm] {
+    const auto start = Clock::now();
+    elastic::RankState params;
+    params.rank = world_.id();
+    params.tensors = live.params;
+    params.data_cursor = live.data_cursor;
+    params.rng_state = live.rng_state;
+    params_.capture(step, params);
+    elastic::RankState optimizer;
+    optimizer.rank = world_.id();
+    optimizer.tensors = live.optimizer;
+    optimizer.data_cursor = live.data_cursor;
+    const elastic::Snapshot& mine = shard_.capture(step, optimizer);
+    last_capture_ms_.store(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+    if (comm != nullptr) replicateToBuddy(*comm, mine, buddy_);
+  });
 }
 
 void ElasticSession::awaitReplication() {

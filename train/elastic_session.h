@@ -32,6 +32,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <atomic>
 #include <future>
 #include <stdexcept>
 
@@ -70,19 +71,20 @@ class ElasticSession {
   ElasticSession(const ElasticSession&) = delete;
   ElasticSession& operator=(const ElasticSession&) = delete;
 
-  /// After step `step` committed: snapshots `live` and, when sharded, starts
-  /// copying the optimizer shard to the buddy on a background thread.
+  /// After step `step` committed: snapshots `live` and, when sharded, copies
+  /// the optimizer shard to the buddy, both on a background thread. REQUIRES:
+  /// nothing writes the tensors of `live` until awaitReplication() returned.
   void captureCommitted(int64_t step, const LiveState& live);
-  /// Waits for the copy started by the last captureCommitted(). Throws
-  /// PeerLostError when a peer was lost, c10::Error when a received copy fails
-  /// its checksums.
+  /// Waits for the snapshot and copy started by the last captureCommitted().
+  /// Throws PeerLostError when a peer was lost, c10::Error when a received copy
+  /// fails its checksums.
   void awaitReplication();
   /// Collective over world.main() after a generation change; `params` gives
   /// the parameter names and shapes. Throws UnrecoverableStateError.
   RestoredState restore(const elastic::GenerationChange& change, const NamedTensors& params);
 
-  /// Milliseconds the last captureCommitted() took on the training thread.
-  double lastCaptureMs() const { return last_capture_ms_; }
+  /// Milliseconds the last completed capture took (on its background thread).
+  double lastCaptureMs() const { return last_capture_ms_.load(); }
 
  private:
   /// Hashes the restored parameters and optimizer state and checks that every
@@ -97,7 +99,7 @@ class ElasticSession {
   elastic::SnapshotStore shard_;   ///< own optimizer state (the shard when sharded)
   elastic::SnapshotStore buddy_;   ///< the previous rank's shard (sharded only)
   std::future<void> replication_;
-  double last_capture_ms_ = 0;
+  std::atomic<double> last_capture_ms_{0};
 };
 
 }  // namespace loom::train
