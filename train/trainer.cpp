@@ -84,8 +84,7 @@ Trainer::Trainer(TrainerOptions opts, dist::Communicator* comm, elastic::Elastic
   std::optional<std::string> resumed;
   if (job.train.resume) resumed = checkpoints_.latest();
   // A replacement joining a running elastic job receives everything from the members.
-  const bool joiner = elastic_ != nullptr && elastic_->entry().current.generation > 0;
-  if (joiner) {
+  if (joinedLate()) {
     session_ = std::make_unique<ElasticSession>(*elastic_, job.parallel.zero1, log_);
     applyGenerationChange(elastic_->entry());
     return;
@@ -127,6 +126,8 @@ Trainer::Trainer(TrainerOptions opts, dist::Communicator* comm, elastic::Elastic
     session_->awaitReplication();
   }
 }
+
+bool Trainer::joinedLate() const { return elastic_ != nullptr && elastic_->entry().current.generation > 0; }
 
 void Trainer::bindCommunicator() {
   const JobOptions& job = opts_.job;
@@ -430,7 +431,7 @@ RunSummary Trainer::run(const std::function<bool()>& stop_requested) {
   const bool lead = comm_->rank() == 0;
   const int64_t total = job.train.steps;
   // A replacement joins a run in progress: the set-up collectives below are behind the members.
-  const bool joined_late = elastic_ != nullptr && elastic_->entry().current.generation > 0;
+  const bool joined_late = joinedLate();
   RunSummary summary;
   summary.first_step = step_;
 

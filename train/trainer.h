@@ -81,6 +81,9 @@ class Trainer {
   /// After a rollback or a generation change: drops what the summary and the
   /// metrics file hold about steps after `step`; the new lead reopens the file.
   void forgetStepsAfter(int64_t step, RunSummary& summary);
+  /// This worker is a replacement that joined a running elastic job (its first
+  /// generation is not the job's first).
+  bool joinedLate() const;
   /// Builds the loader, reducer and optimizer over the current communicator.
   void bindCommunicator();
   LiveState liveState();
