@@ -13,17 +13,16 @@ constexpr int kExchangeTag = 2;
 
 }  // namespace
 
-NoLoCo::NoLoCo(NamedTensors params, dist::Communicator& comm, const OuterOptions& opts, uint64_t seed)
+NoLoCo::NoLoCo(NamedTensors params, const OuterComms& comms, const OuterOptions& opts, uint64_t seed)
     : flat_(std::move(params)),
-      comm_(comm),
+      exchange_comm_(comms.exchange),
       opts_(opts),
       seed_(seed),
       phi_(at::zeros({flat_.numel()}, at::kFloat)),
       momentum_(at::zeros({flat_.numel()}, at::kFloat)),
       buffer_(at::zeros({2 * flat_.numel()}, at::kFloat)),
-      exchange_(comm, opts.codec, stats_) {
-  // Validates group_size against the replicas now rather than at the first sync.
-  replicaGroups(seed_, 0, comm.size(), static_cast<int>(opts.group_size));
+      exchange_(comms.exchange, comms.replica, opts.codec, stats_) {
+  LOOM_CHECK_INPUT(opts.group_size >= 1, "outer.group_size (", opts.group_size, ") must be >= 1");
   flat_.gather(phi_, flat_.all());
 }
 
@@ -36,9 +35,12 @@ void NoLoCo::afterInnerStep(int64_t step) {
   phi_part.copy_(phi_);
   flat_.gather(delta_part, flat_.all());  // flat_ ranges index the first n elements of the view
   delta_part.sub_(phi_);
-  exchange_.start(
-      buffer_, groupOf(seed_, step / opts_.sync_every, comm_.size(), static_cast<int>(opts_.group_size), comm_.rank()),
-      kExchangeTag);
+  std::vector<int> group;  // only leaders exchange (exchange.h)
+  if (exchange_comm_ != nullptr) {
+    group = groupOf(seed_, step / opts_.sync_every, exchange_comm_->size(), static_cast<int>(opts_.group_size),
+                    exchange_comm_->rank());
+  }
+  exchange_.start(buffer_, std::move(group), kExchangeTag);
   exchange_.wait();
   ++stats_.syncs;
   // m <- mu m + beta mean(d) + gamma (mean(phi) - phi);  phi <- phi + m

@@ -9,6 +9,10 @@
 // zero, so the mean of phi over replicas moves like DiLoCo with heavy-ball
 // momentum; momentum is never sent. Each replica sends and receives
 // 2 (n - 1) / n * 2 N values per sync, whatever the number of replicas.
+// With a fan-out only leaders draw groups and average; the other members of a
+// replica receive the leader's averaged buffer and make the same update, so a
+// replica's members stay bit-identical. The exchange ends inside
+// afterInnerStep(), so a snapshot is phi and momentum alone.
 #pragma once
 
 #include "optim/outer/exchange.h"
@@ -19,18 +23,19 @@ namespace loom::optim::outer {
 
 class NoLoCo final : public OuterOptimizer {
  public:
-  NoLoCo(NamedTensors params, dist::Communicator& comm, const OuterOptions& opts, uint64_t seed);
+  NoLoCo(NamedTensors params, const OuterComms& comms, const OuterOptions& opts, uint64_t seed);
 
   void afterInnerStep(int64_t step) override;
   void finish() override {}
   NamedTensors stateTensors() override;
   void loadState(const NamedTensors& state) override;
+  NamedTensors snapshotState() override { return stateTensors(); }
   const OuterStats& stats() const override { return stats_; }
   int64_t stateBytes() const override { return 4 * flat_.numel() * static_cast<int64_t>(sizeof(float)); }
 
  private:
   FlatParameters flat_;
-  dist::Communicator& comm_;
+  dist::Communicator* exchange_comm_;  ///< one rank per replica; nullptr on non-leaders
   OuterOptions opts_;
   uint64_t seed_;
   at::Tensor phi_;       ///< this replica's outer weights

@@ -6,23 +6,28 @@
 
 namespace loom::optim::outer {
 
-std::unique_ptr<OuterOptimizer> makeOuterOptimizer(NamedTensors params, dist::Communicator& comm,
+std::unique_ptr<OuterOptimizer> makeOuterOptimizer(NamedTensors params, const OuterComms& comms,
                                                    const OuterOptions& opts, uint64_t seed) {
   switch (opts.algorithm) {
     case OuterAlgorithm::kDiLoCo:
-      return std::make_unique<DiLoCo>(std::move(params), comm, opts);
+      return std::make_unique<DiLoCo>(std::move(params), comms, opts);
     case OuterAlgorithm::kCo2: {
       OuterOptions co2 = opts;
       co2.delayed = true;  // CO2 is the delayed schedule with its own rule
-      return std::make_unique<DiLoCo>(std::move(params), comm, co2);
+      return std::make_unique<DiLoCo>(std::move(params), comms, co2);
     }
     case OuterAlgorithm::kNoLoCo:
-      return std::make_unique<NoLoCo>(std::move(params), comm, opts, seed);
+      return std::make_unique<NoLoCo>(std::move(params), comms, opts, seed);
     case OuterAlgorithm::kNone:
       break;
   }
   LOOM_THROW(InputError, "makeOuterOptimizer: outer.algorithm is NONE; synchronous data parallelism needs no ",
              "outer optimizer");
+}
+
+std::unique_ptr<OuterOptimizer> makeOuterOptimizer(NamedTensors params, dist::Communicator& comm,
+                                                   const OuterOptions& opts, uint64_t seed) {
+  return makeOuterOptimizer(std::move(params), OuterComms{&comm, nullptr}, opts, seed);
 }
 
 }  // namespace loom::optim::outer

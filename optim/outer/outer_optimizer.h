@@ -16,8 +16,10 @@
 //   CO2     delayed exchange like async DiLoCo with heavy-ball momentum, outer
 //           gradients divided by the staleness penalty and momentum clamped.
 // Inner optimizer state is never read, written or sent. Outer state is fp32.
-// Exchanges use only `comm` (point-to-point, group_average.h), on a background
-// thread when they overlap inner steps, so `comm` must be used by nothing else.
+// Exchanges use only the exchange communicator (point-to-point,
+// group_average.h), on a background thread when they overlap inner steps, so it
+// must be used by nothing else. In an elastic job only each replica's leader
+// exchanges and broadcasts every average to its replica (OuterComms).
 #pragma once
 
 #include "optim/adamw.h"
@@ -41,7 +43,8 @@ class OuterOptimizer {
   virtual ~OuterOptimizer() = default;
 
   /// After inner step `step` (1-based, consecutive). Collective over the
-  /// replicas' communicator on steps where a sync starts or ends.
+  /// replicas' communicator on steps where a sync starts or ends (and over the
+  /// replica's members where an average is fanned out).
   virtual void afterInnerStep(int64_t step) = 0;
   /// At the end of training: waits for any exchange in flight and applies it
   /// (delayed algorithms then hold the latest average). Collective.
@@ -51,20 +54,53 @@ class OuterOptimizer {
   /// "outer.pending" while an average waits to be applied), fp32 flat buffers
   /// over the parameters in order. Waits for an exchange in flight first.
   virtual NamedTensors stateTensors() = 0;
-  /// Restores stateTensors() of an optimizer built over the same parameters and
-  /// options, before the first afterInnerStep() of the resumed run.
+  /// Restores stateTensors() or snapshotState() of an optimizer built over the
+  /// same parameters and options, before the first afterInnerStep() of the
+  /// resumed run. Given "outer.sent" it restarts that exchange: collective with
+  /// the other replicas, which load the same step's snapshot, so the average is
+  /// applied at the step it would have been without the interruption.
   virtual void loadState(const NamedTensors& state) = 0;
+
+  /// The outer state at this step boundary for an in-memory snapshot, without
+  /// waiting for an exchange in flight: "outer.global", "outer.momentum", and,
+  /// while an exchange started by this optimizer has not yet been applied,
+  /// "outer.sent" (this rank's contribution to it, full length, zeros outside
+  /// the range) and "outer.sent_range" (int64 {begin, end}). An average loaded
+  /// from a disk checkpoint and not yet applied comes back as "outer.pending"
+  /// and "outer.pending_range". The tensors may be views of live buffers: they
+  /// stay unchanged until the next afterInnerStep() or finish() call, and the
+  /// caller copies them before then.
+  virtual NamedTensors snapshotState() = 0;
 
   virtual const OuterStats& stats() const = 0;
   /// Bytes of outer state this rank holds.
   virtual int64_t stateBytes() const = 0;
 };
 
-/// REQUIRES: `params` are float32 CPU tensors, identical on every replica (the
-/// first sync assumes a common start), outliving the optimizer; `comm` spans
-/// the replicas (one rank per replica), outlives the optimizer and is used by
-/// nothing else. `seed` picks NoLoCo's groups; every replica passes the same.
-/// Throws InputError for options that do not fit comm.size() (group_size).
+/// How a rank takes part in outer exchanges. The default layout passes one
+/// rank per replica in `exchange` and no fan-out. An elastic job, whose
+/// replicas may have different sizes, passes `exchange` on each replica's
+/// leader only (nullptr on the other members) and the replica's communicator
+/// in `replica` (leader = rank 0): the leader exchanges, then broadcasts each
+/// average to its replica on the thread that waits for it.
+struct OuterComms {
+  dist::Communicator* exchange = nullptr;  ///< one rank per replica; nullptr on non-leaders
+  dist::Communicator* replica = nullptr;   ///< this rank's replica (nullptr or size 1: no fan-out)
+};
+
+/// REQUIRES: `params` are float32 CPU tensors, identical on every member of
+/// every replica (the first sync assumes a common start), outliving the
+/// optimizer. `comms.exchange` spans the replicas (one rank per replica),
+/// outlives the optimizer and is used by nothing else. `comms.replica` may be
+/// the communicator the trainer reduces gradients over: the optimizer uses it
+/// only on the calling thread, inside afterInnerStep(), finish() and
+/// stateTensors(), at the same point of the program on every member.
+/// Non-leaders start no background work. `seed` picks NoLoCo's groups; every
+/// replica passes the same. Throws InputError for invalid options or when
+/// `exchange` is not set exactly on the replica's rank 0.
+std::unique_ptr<OuterOptimizer> makeOuterOptimizer(NamedTensors params, const OuterComms& comms,
+                                                   const OuterOptions& opts, uint64_t seed);
+/// The default layout: makeOuterOptimizer(params, {&comm, nullptr}, opts, seed).
 std::unique_ptr<OuterOptimizer> makeOuterOptimizer(NamedTensors params, dist::Communicator& comm,
                                                    const OuterOptions& opts, uint64_t seed);
 

@@ -39,11 +39,9 @@ std::vector<int> replicaPermutation(uint64_t seed, int64_t step, int replicas) {
 }
 
 std::vector<std::vector<int>> replicaGroups(uint64_t seed, int64_t step, int replicas, int group_size) {
-  LOOM_CHECK_INPUT(group_size >= 1 && replicas % group_size == 0, "outer.group_size (", group_size,
-                   ") must divide the number of replicas (", replicas,
-                   "): NoLoCo partitions the replicas into equal groups every outer step");
+  LOOM_CHECK_INPUT(group_size >= 1, "outer.group_size (", group_size, ") must be >= 1");
   const std::vector<int> perm = replicaPermutation(seed, step, replicas);
-  const int count = replicas / group_size;
+  const int count = std::max(1, replicas / group_size);
   std::vector<std::vector<int>> groups(static_cast<size_t>(count));
   for (int i = 0; i < replicas; ++i) groups[static_cast<size_t>(i % count)].push_back(perm[static_cast<size_t>(i)]);
   for (auto& g : groups) std::sort(g.begin(), g.end());
