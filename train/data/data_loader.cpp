@@ -17,6 +17,8 @@ DataLoader::DataLoader(std::shared_ptr<const TokenShard> shard, const LoaderOpti
   LOOM_CHECK_INPUT(opts_.micro_batch >= 1, "train.micro_batch must be >= 1, got ", opts_.micro_batch);
   LOOM_CHECK_INPUT(opts_.world_size >= 1 && opts_.rank >= 0 && opts_.rank < opts_.world_size, "rank ", opts_.rank,
                    " is outside the data-parallel world [0, ", opts_.world_size, ")");
+  LOOM_CHECK_INPUT(opts_.groups >= 1 && opts_.group >= 0 && opts_.group < opts_.groups, "data group ", opts_.group,
+                   " is outside [0, ", opts_.groups, ")");
   const int64_t tokens = shard_->size();
   LOOM_CHECK_INPUT(tokens >= opts_.seq_len + 1, shard_->path(), ": ", tokens,
                    " tokens is shorter than one window of data.seq_len + 1 = ", opts_.seq_len + 1,
@@ -55,10 +57,25 @@ at::Tensor DataLoader::samples(int64_t first_global_sample, int64_t count) const
   return out;
 }
 
-int64_t DataLoader::rankOffset() const { return opts_.rank * opts_.global_batch / opts_.world_size; }
+namespace {
+
+// Start of part i of n of a range of `total` items: floor(i * total / n).
+int64_t partStart(int64_t i, int64_t total, int64_t n) { return i * total / n; }
+
+}  // namespace
+
+int64_t DataLoader::groupCount() const {
+  return partStart(opts_.group + 1, opts_.global_batch, opts_.groups) -
+         partStart(opts_.group, opts_.global_batch, opts_.groups);
+}
+
+int64_t DataLoader::rankOffset() const {
+  return partStart(opts_.group, opts_.global_batch, opts_.groups) +
+         partStart(opts_.rank, groupCount(), opts_.world_size);
+}
 
 int64_t DataLoader::rankCount() const {
-  return (opts_.rank + 1) * opts_.global_batch / opts_.world_size - rankOffset();
+  return partStart(opts_.rank + 1, groupCount(), opts_.world_size) - partStart(opts_.rank, groupCount(), opts_.world_size);
 }
 
 std::vector<at::Tensor> DataLoader::nextStep() {

@@ -9,11 +9,14 @@
 //                  sequential: g mod N;
 //                  shuffled:   P_{seed, g / N}[g mod N] (sample_order.h), so
 //                  every window is read once per epoch, in a new order each epoch.
-//   step s         global samples [s*B, (s+1)*B), B = global_batch; rank r of W
-//                  reads [s*B + floor(r*B/W), s*B + floor((r+1)*B/W)) (B/W samples
-//                  each when W divides B; an elastic job that lost ranks may
-//                  split unevenly), as micro-batches of micro_batch (the last
-//                  one smaller when micro_batch does not divide the share).
+//   step s         global samples [s*B, (s+1)*B), B = global_batch. Group g of
+//                  G (a replica of an outer optimizer; one group without) reads
+//                  [s*B + floor(g*B/G), s*B + floor((g+1)*B/G)), n_g samples;
+//                  its rank r of W reads [floor(r*n_g/W), floor((r+1)*n_g/W))
+//                  of that (B/(G*W) samples each when G*W divides B; an
+//                  elastic job that lost ranks may split unevenly), as
+//                  micro-batches of micro_batch (the last one smaller when
+//                  micro_batch does not divide the share).
 //   cursor         global samples consumed = steps done * B; a checkpoint stores
 //                  it and seek() resumes from it.
 #pragma once
@@ -34,10 +37,12 @@ struct LoaderOptions {
   int64_t seq_len = 128;                       ///< data.seq_len: tokens per sample input
   SampleOrder order = SampleOrder::kShuffled;  ///< data.order
   uint64_t seed = 1234;                        ///< train.seed
-  int rank = 0;                                ///< this rank's data-parallel index
-  int world_size = 1;                          ///< data-parallel ranks sharing each step
+  int rank = 0;                                ///< this rank's index within its group
+  int world_size = 1;                          ///< ranks of its group
   int64_t global_batch = 16;                   ///< train.global_batch: samples per step, all ranks
   int64_t micro_batch = 16;                    ///< train.micro_batch: samples per forward/backward
+  int group = 0;                               ///< this rank's group (replica)
+  int groups = 1;                              ///< groups sharing each step's global batch
 };
 
 /// Movable. Not thread-safe for nextStep()/seek(); the const methods may be
@@ -45,7 +50,7 @@ struct LoaderOptions {
 class DataLoader {
  public:
   /// Throws InputError: seq_len < 1; global_batch or micro_batch < 1; rank
-  /// outside [0, world_size); a shard shorter than one window (seq_len + 1
+  /// outside [0, world_size); group outside [0, groups); a shard shorter than one window (seq_len + 1
   /// tokens). (That the world divides the batch evenly is the config's rule,
   /// for the starting world: runtime/config/validate.cpp.)
   DataLoader(std::shared_ptr<const TokenShard> shard, const LoaderOptions& opts);
@@ -63,6 +68,8 @@ class DataLoader {
   /// Where this rank's share starts within a step's global batch, and its size.
   int64_t rankOffset() const;
   int64_t rankCount() const;
+  /// Samples per step of this rank's group (n_g).
+  int64_t groupCount() const;
   /// Global samples consumed so far (= steps done * global_batch).
   int64_t cursor() const { return cursor_; }
   /// Resumes at `cursor` (a value cursor() returned). Throws InputError when it

@@ -285,5 +285,49 @@ TEST_F(DataLoaderTest, RejectsBadOptions) {
   EXPECT_EQ(loader.cursor(), 24);
 }
 
+
+// Replicas of an outer optimizer are groups: each group reads its contiguous
+// part of the global batch, split over its ranks. Uneven groups (an elastic
+// job that lost ranks of one replica) still tile the batch exactly once, in
+// order; and with G * W dividing B the shares equal the flat split over G * W ranks.
+TEST_F(DataLoaderTest, GroupsTileTheGlobalBatchAndMatchTheFlatSplit) {
+  const auto shard = shardOf(iotaTokens(1000));
+  const auto loaderFor = [&](int group, int groups, int rank, int world) {
+    LoaderOptions opts = options(4, SampleOrder::kSequential);
+    opts.global_batch = 12;
+    opts.micro_batch = 12;
+    opts.group = group;
+    opts.groups = groups;
+    opts.rank = rank;
+    opts.world_size = world;
+    return DataLoader(shard, opts);
+  };
+  // Group sizes {2, 1, 3}: 3 groups of 4 samples each.
+  const std::vector<int> sizes = {2, 1, 3};
+  int64_t expected_offset = 0;
+  for (int g = 0; g < 3; ++g) {
+    int64_t group_total = 0;
+    for (int r = 0; r < sizes[g]; ++r) {
+      const DataLoader loader = loaderFor(g, 3, r, sizes[g]);
+      EXPECT_EQ(loader.groupCount(), 4) << "group " << g;
+      EXPECT_EQ(loader.rankOffset(), expected_offset) << "group " << g << " rank " << r;
+      expected_offset += loader.rankCount();
+      group_total += loader.rankCount();
+    }
+    EXPECT_EQ(group_total, 4) << "group " << g;
+  }
+  EXPECT_EQ(expected_offset, 12);
+  // 2 groups of 3 ranks = the flat split over 6 ranks (6 divides 12).
+  for (int g = 0; g < 2; ++g) {
+    for (int r = 0; r < 3; ++r) {
+      const DataLoader grouped = loaderFor(g, 2, r, 3);
+      const DataLoader flat = loaderFor(0, 1, g * 3 + r, 6);
+      EXPECT_EQ(grouped.rankOffset(), flat.rankOffset());
+      EXPECT_EQ(grouped.rankCount(), flat.rankCount());
+    }
+  }
+  EXPECT_THROW(loaderFor(2, 2, 0, 1), InputError);
+}
+
 }  // namespace
 }  // namespace loom::data
