@@ -194,6 +194,7 @@ void ElasticWorld::abortLocked() {
   aborted_ = true;
   if (main_) main_->abort();
   if (replication_) replication_->abort();
+  for (auto& comm : derived_) comm->abort();
 }
 
 std::vector<int> ElasticWorld::lostMembers() {
@@ -325,6 +326,18 @@ void ElasticWorld::retire() {
   abortLocked();
   if (main_) retired_.push_back(std::move(main_));
   if (replication_) retired_.push_back(std::move(replication_));
+  for (auto& comm : derived_) retired_.push_back(std::move(comm));
+  derived_.clear();
+}
+
+dist::Communicator& ElasticWorld::split(const std::vector<int>& ranks) {
+  std::unique_ptr<dist::Communicator> comm = ranks.size() == 1 ? dist::makeSelfCommunicator(main_->options())
+                                                               : main_->split(ranks);
+  std::lock_guard<std::mutex> lock(mutex_);
+  // Aborted meanwhile: the new one must fail like the rest of its generation.
+  if (aborted_) comm->abort();
+  derived_.push_back(std::move(comm));
+  return *derived_.back();
 }
 
 void ElasticWorld::markFinished() {

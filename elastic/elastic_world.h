@@ -5,7 +5,9 @@
 // communicators over the members (in id order): main() for training and
 // replication() for buddy snapshots on a background thread. Their keys live
 // under the store's "elastic/gen/<g>/", so a rebuilt pair never reads a dead
-// generation's keys. Around them:
+// generation's keys.
+// Sub-communicators of main() (split()) belong to the generation as well.
+// Around them:
 //   - a HeartbeatPublisher for this worker's stable id;
 //   - a watchdog thread that looks at the store every poll interval and aborts
 //     both communicators (every wait on them throws at once) when a current
@@ -95,6 +97,11 @@ class ElasticWorld {
   const GenerationChange& entry() const { return entry_; }
   dist::Communicator& main() { return *main_; }
   dist::Communicator& replication() { return *replication_; }
+  /// A sub-communicator of main() over `ranks` (ascending ranks of main(),
+  /// this worker's included; every listed member calls with the same list in
+  /// the same order). The world owns it: it is aborted with main() and retired
+  /// with the generation, so the reference dies at the next generation change.
+  dist::Communicator& split(const std::vector<int>& ranks);
 
   /// Aborts both communicators and tells the other members this generation
   /// failed (`why` goes to the log). Idempotent.
@@ -128,7 +135,7 @@ class ElasticWorld {
   void startWatchdog();
   void stopWatchdog();
   void watch();
-  /// Aborts both communicators (once per generation).
+  /// Aborts the generation's communicators (once per generation).
   void abortLocked();
   /// Members of the current generation that the store lists as lost.
   std::vector<int> lostMembers();
@@ -157,6 +164,7 @@ class ElasticWorld {
   GenerationChange entry_;
   std::unique_ptr<dist::Communicator> main_;
   std::unique_ptr<dist::Communicator> replication_;
+  std::vector<std::unique_ptr<dist::Communicator>> derived_;  ///< split() of the current generation
   std::vector<std::unique_ptr<dist::Communicator>> retired_;  ///< aborted; never destroyed (see ~ElasticWorld)
   std::unique_ptr<HeartbeatPublisher> heartbeat_;
 

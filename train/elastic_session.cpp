@@ -1,5 +1,6 @@
 #include "train/elastic_session.h"
 
+#include "elastic/state_broadcast.h"
 #include "elastic/tensor_checksum.h"
 #include "optim/parameter_optimizer.h"
 #include "runtime/core/error.h"
@@ -93,7 +94,8 @@ void ElasticSession::awaitReplication() {
   if (replication_.valid()) replication_.get();
 }
 
-RestoredState ElasticSession::restore(const elastic::GenerationChange& change, const NamedTensors& params) {
+RestoredState ElasticSession::restore(const elastic::GenerationChange& change, const NamedTensors& params,
+                                      dist::Communicator& replica) {
   if (replication_.valid()) {
     try {
       replication_.get();
@@ -199,6 +201,18 @@ RestoredState ElasticSession::restore(const elastic::GenerationChange& change, c
   restored.step = step;
   bool joiners = false;
   for (int r = 0; r < size; ++r) joiners = joiners || cell(r, kHasState) == 0;
+  // Joiners take the state of their replica's lowest-ranked survivor.
+  int replica_donor = -1;
+  if (joiners) {
+    at::Tensor held = at::full({1}, has_state ? 1 : 0, at::kLong);
+    at::Tensor all = at::empty({replica.size()}, at::kLong);
+    replica.allGather(held, all)->wait();
+    for (int r = 0; r < replica.size() && replica_donor < 0; ++r) {
+      if (all[r].item<int64_t>() == 1) replica_donor = r;
+    }
+    LOOM_CHECK(replica_donor >= 0, "elastic: a replica of ", world_.membership().describe(),
+               " has no member that holds its state");
+  }
   if (has_state) {
     const elastic::Snapshot* own = params_.at(step);
     own->verify();
@@ -209,34 +223,28 @@ RestoredState ElasticSession::restore(const elastic::GenerationChange& change, c
     restored.params = cloneAll(params);
   }
   if (joiners) {
-    // Survivors agree bit for bit already; joiners take the donor's.
-    for (auto& [name, t] : restored.params) comm.broadcast(t, donor)->wait();
+    // Survivors of a replica agree bit for bit already; joiners take the donor's.
+    for (auto& [name, t] : restored.params) replica.broadcast(t, replica_donor)->wait();
     at::Tensor meta = at::full({2}, -1, at::kLong);
-    if (comm.rank() == donor) {
+    if (replica.rank() == replica_donor) {
       meta[0] = restored.data_cursor;
       meta[1] = restored.rng_state.numel();
     }
-    comm.broadcast(meta, donor)->wait();
+    replica.broadcast(meta, replica_donor)->wait();
     restored.data_cursor = meta[0].item<int64_t>();
     if (!has_state) restored.rng_state = at::empty({meta[1].item<int64_t>()}, at::kByte);
-    comm.broadcast(restored.rng_state, donor)->wait();
+    replica.broadcast(restored.rng_state, replica_donor)->wait();
   }
 
   if (!sharded_) {
+    // Replicated AdamW (and an outer optimizer's state): every survivor holds it all.
     if (has_state) {
       const elastic::Snapshot* own = shard_.at(step);
       own->verify();
       restored.optimizer = cloneAll(own->tensors());
-    } else {
-      for (const auto& [name, p] : params) {
-        restored.optimizer.emplace_back("exp_avg." + name, at::empty_like(p));
-        restored.optimizer.emplace_back("exp_avg_sq." + name, at::empty_like(p));
-      }
     }
-    if (joiners) {
-      for (auto& [name, t] : restored.optimizer) comm.broadcast(t, donor)->wait();
-    }
-    checkAgreement(restored);
+    if (joiners) restored.optimizer = elastic::broadcastNamedTensors(replica, restored.optimizer, replica_donor);
+    checkAgreement(restored, replica);
     return restored;
   }
 
@@ -273,18 +281,17 @@ RestoredState ElasticSession::restore(const elastic::GenerationChange& change, c
     shards.push_back(std::move(shard));
   }
   restored.optimizer = optim::assembleShardedState(params, shards);
-  checkAgreement(restored);
+  checkAgreement(restored, replica);
   return restored;
 }
 
-void ElasticSession::checkAgreement(RestoredState& restored) {
+void ElasticSession::checkAgreement(RestoredState& restored, dist::Communicator& comm) {
   // Names sorted: replicated and reassembled states list tensors in different orders.
   NamedTensors optimizer = restored.optimizer;
   std::sort(optimizer.begin(), optimizer.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   const uint64_t hash =
       elastic::checksumFinish(elastic::checksumFold(elastic::stateChecksum(restored.params), elastic::stateChecksum(optimizer)));
   restored.state_hash = hash;
-  dist::Communicator& comm = world_.main();
   at::Tensor mine = at::full({1}, static_cast<int64_t>(hash), at::kLong);
   at::Tensor all = at::empty({comm.size()}, at::kLong);
   comm.allGather(mine, all)->wait();

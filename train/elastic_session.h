@@ -18,7 +18,9 @@
 // is held at (a survivor can be one step ahead of another when a failure
 // split the commit vote; it then rolls back using its older buffer), and
 // rebuild from T: parameters and RNG from each survivor's own snapshot (joiners
-// receive the lowest surviving rank's by broadcast); the optimizer state from
+// receive the lowest surviving rank's of their replica by broadcast); with
+// replicated AdamW the optimizer (and outer optimizer) state likewise; with
+// ZeRO-1 the optimizer state from
 // the holders of every old shard, one broadcast per shard, reassembled for the
 // new world. A shard whose rank and buddy were both lost cannot be rebuilt:
 // restore() throws UnrecoverableStateError and the job stops with its last
@@ -80,17 +82,21 @@ class ElasticSession {
   /// fails its checksums.
   void awaitReplication();
   /// Collective over world.main() after a generation change; `params` gives
-  /// the parameter names and shapes. Throws UnrecoverableStateError.
-  RestoredState restore(const elastic::GenerationChange& change, const NamedTensors& params);
+  /// the parameter names and shapes; `replica` spans the members that hold the
+  /// same state (world.main() without an outer optimizer, else this rank's
+  /// replica), among which joiners receive it and the state must agree.
+  /// Throws UnrecoverableStateError.
+  RestoredState restore(const elastic::GenerationChange& change, const NamedTensors& params,
+                        dist::Communicator& replica);
 
   /// Milliseconds the last completed capture took (on its background thread).
   double lastCaptureMs() const { return last_capture_ms_.load(); }
 
  private:
   /// Hashes the restored parameters and optimizer state and checks that every
-  /// member holds the same (a joiner's state equals the others' before its
-  /// first step). Throws c10::Error naming the rank that differs.
-  void checkAgreement(RestoredState& restored);
+  /// rank of `comm` holds the same (a joiner's state equals the others' before
+  /// its first step). Throws c10::Error naming the rank that differs.
+  void checkAgreement(RestoredState& restored, dist::Communicator& comm);
 
   elastic::ElasticWorld& world_;
   bool sharded_;

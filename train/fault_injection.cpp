@@ -14,8 +14,9 @@ FaultPhase parsePhase(const std::string& text, const std::string& entry) {
   if (text == "allreduce") return FaultPhase::kAllReduce;
   if (text == "commit") return FaultPhase::kCommit;
   if (text == "snapshot") return FaultPhase::kSnapshot;
+  if (text == "outer") return FaultPhase::kOuter;
   LOOM_THROW(InputError, "LOOM_FAULT_INJECT entry \"", entry, "\": phase \"", text,
-             "\" is not one of forward, allreduce, commit, snapshot");
+             "\" is not one of forward, allreduce, commit, snapshot, outer");
 }
 
 int parseSignal(const std::string& text, const std::string& entry) {

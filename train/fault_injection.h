@@ -10,6 +10,8 @@
 //             allreduce after the last backward, with gradient buckets in flight
 //             commit    after the commit vote, before the optimizer step
 //             snapshot  while the committed step's snapshot is replicated
+//             outer     after the optimizer step, before the outer optimizer's
+//                       turn (on a sync step: while the other replicas exchange)
 //     signal  KILL or STOP
 // Each entry fires once, the first time its worker reaches it. Unset (the
 // default): nothing fires, at the cost of one comparison per phase.
@@ -21,7 +23,7 @@
 
 namespace loom::train {
 
-enum class FaultPhase { kForward, kAllReduce, kCommit, kSnapshot };
+enum class FaultPhase { kForward, kAllReduce, kCommit, kSnapshot, kOuter };
 
 class FaultInjector {
  public:

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <algorithm>
 #include <filesystem>
 #include <map>
 
@@ -40,6 +41,16 @@ std::shared_ptr<const data::TokenShard> openShard(const std::string& path, const
   } catch (const InputError& e) {
     LOOM_THROW(InputError, field, ": ", e.what_without_backtrace());
   }
+}
+
+// "2" when every replica has 2 ranks, "2+1" when an elastic job's differ.
+std::string describeSizes(const std::vector<int>& sizes) {
+  if (std::all_of(sizes.begin(), sizes.end(), [&](int n) { return n == sizes.front(); })) {
+    return std::to_string(sizes.front());
+  }
+  std::string out;
+  for (int n : sizes) out += (out.empty() ? "" : "+") + std::to_string(n);
+  return out;
 }
 
 }  // namespace
@@ -71,7 +82,8 @@ Trainer::Trainer(TrainerOptions opts, dist::Communicator* comm, elastic::Elastic
     val_shard_ = openShard(job.data.val_path, "data.val_path", job.model.vocab_size);
   }
   replica_comm_ = comm_;
-  if (job.outer.algorithm != OuterAlgorithm::kNone) formReplicas();
+  // A replacement learns its replica from the members (applyGenerationChange).
+  if (job.outer.algorithm != OuterAlgorithm::kNone && !joinedLate()) formReplicas();
 
   model_ = model::Llama(job.model);
   model::initializeParameters(*model_, generator_);
@@ -89,10 +101,7 @@ Trainer::Trainer(TrainerOptions opts, dist::Communicator* comm, elastic::Elastic
     applyGenerationChange(elastic_->entry());
     return;
   }
-  loader_ = std::make_unique<data::DataLoader>(
-      train_shard_, data::LoaderOptions{job.data.seq_len, job.data.order, job.train.seed, comm_->rank(),
-                                        comm_->size(), job.train.global_batch,
-                                        job.train.microBatchPerRank(comm_->size())});
+  loader_ = std::make_unique<data::DataLoader>(train_shard_, loaderOptions());
   if (resumed) optimizer_state = resumeFrom(*resumed);
   // Every rank starts from rank 0's weights, whatever each read or drew.
   for (at::Tensor& p : model_->parameters()) {
@@ -104,9 +113,7 @@ Trainer::Trainer(TrainerOptions opts, dist::Communicator* comm, elastic::Elastic
   if (resumed && job.outer.algorithm != OuterAlgorithm::kNone) replica_state = loadReplicaState(*resumed);
 
   bindCommunicator();
-  if (job.outer.algorithm != OuterAlgorithm::kNone) {
-    outer_ = optim::outer::makeOuterOptimizer(model_->namedParameters(), *outer_comm_, job.outer, job.train.seed);
-  }
+  if (job.outer.algorithm != OuterAlgorithm::kNone) makeOuterOptimizer();
   if (!replica_state.empty()) {
     checkpoint::NamedTensors inner_state;
     checkpoint::NamedTensors outer_state;
@@ -132,15 +139,14 @@ bool Trainer::joinedLate() const { return elastic_ != nullptr && elastic_->entry
 void Trainer::bindCommunicator() {
   const JobOptions& job = opts_.job;
   const ParallelOptions& par = job.parallel;
-  if (loader_ == nullptr || loader_->options().rank != comm_->rank() || loader_->options().world_size != comm_->size()) {
+  const data::LoaderOptions data = loaderOptions();
+  if (loader_ == nullptr || loader_->options().rank != data.rank || loader_->options().world_size != data.world_size ||
+      loader_->options().group != data.group || loader_->options().groups != data.groups) {
     const int64_t cursor = loader_ != nullptr ? loader_->cursor() : 0;
-    loader_ = std::make_unique<data::DataLoader>(
-        train_shard_, data::LoaderOptions{job.data.seq_len, job.data.order, job.train.seed, comm_->rank(),
-                                          comm_->size(), job.train.global_batch,
-                                          job.train.microBatchPerRank(comm_->size())});
+    loader_ = std::make_unique<data::DataLoader>(train_shard_, data);
     loader_->seek(cursor);
   }
-  if (outer_comm_ == nullptr) replica_comm_ = comm_;
+  if (job.outer.algorithm == OuterAlgorithm::kNone) replica_comm_ = comm_;
   // The optimizer refers to the reducer, which refers to the communicator.
   optimizer_.reset();
   reducer_.reset();
@@ -151,10 +157,28 @@ void Trainer::bindCommunicator() {
                          : optim::makeReplicatedAdamW(model_->namedParameters(), job.optimizer);
 }
 
+data::LoaderOptions Trainer::loaderOptions() const {
+  const JobOptions& job = opts_.job;
+  data::LoaderOptions data{job.data.seq_len, job.data.order, job.train.seed, replica_comm_->rank(),
+                           replica_comm_->size(), job.train.global_batch, job.train.microBatchPerRank(comm_->size())};
+  data.group = replica_;
+  data.groups = replicas_;
+  return data;
+}
+
+void Trainer::makeOuterOptimizer() {
+  // An elastic job's replicas may differ in size: leaders exchange and fan the averages out.
+  const optim::outer::OuterComms comms{outer_comm_, elastic_ != nullptr ? replica_comm_ : nullptr};
+  outer_ = optim::outer::makeOuterOptimizer(model_->namedParameters(), comms, opts_.job.outer, opts_.job.train.seed);
+}
+
 LiveState Trainer::liveState() {
   LiveState live;
   live.params = model_->namedParameters();
   live.optimizer = optimizer_->localState();
+  if (outer_) {
+    for (auto& named : outer_->snapshotState()) live.optimizer.push_back(std::move(named));
+  }
   live.data_cursor = loader_->cursor();
   live.rng_state = generator_.get_state();
   return live;
@@ -163,7 +187,20 @@ LiveState Trainer::liveState() {
 void Trainer::applyGenerationChange(const elastic::GenerationChange& change) {
   const auto start = Clock::now();
   comm_ = &elastic_->main();
-  const RestoredState state = session_->restore(change, model_->namedParameters());
+  if (opts_.job.outer.algorithm != OuterAlgorithm::kNone) {
+    // Its exchange in flight ran over the retired generation; the snapshot holds what it sent.
+    outer_.reset();
+    // Survivors keep their replicas; joiners (-1) fill the smallest.
+    at::Tensor mine = at::full({1}, static_cast<int64_t>(logical_replica_), at::kLong);
+    at::Tensor all = at::empty({comm_->size()}, at::kLong);
+    comm_->allGather(mine, all)->wait();
+    std::vector<int> replica_of;
+    for (int r = 0; r < comm_->size(); ++r) replica_of.push_back(static_cast<int>(all[r].item<int64_t>()));
+    formElasticReplicas(assignJoiners(replica_of));
+  } else {
+    replica_comm_ = comm_;
+  }
+  const RestoredState state = session_->restore(change, model_->namedParameters(), *replica_comm_);
   {
     c10::NoGradGuard no_grad;
     const NamedTensors live = model_->namedParameters();
@@ -176,7 +213,14 @@ void Trainer::applyGenerationChange(const elastic::GenerationChange& change) {
   tokens_ = step_ * opts_.job.train.global_batch * opts_.job.data.seq_len;
   bindCommunicator();
   loader_->seek(state.data_cursor);
-  optimizer_->loadState(state.optimizer, step_);
+  NamedTensors inner;
+  NamedTensors outer;
+  for (const auto& named : state.optimizer) (named.first.rfind("outer.", 0) == 0 ? outer : inner).push_back(named);
+  optimizer_->loadState(inner, step_);
+  if (opts_.job.outer.algorithm != OuterAlgorithm::kNone) {
+    makeOuterOptimizer();
+    outer_->loadState(outer);  // restarts an exchange that was in flight at this step
+  }
   session_->captureCommitted(step_, liveState());
   session_->awaitReplication();
   const double restore_ms = msSince(start);
@@ -188,7 +232,10 @@ void Trainer::applyGenerationChange(const elastic::GenerationChange& change) {
             " of ", comm_->size(), ")", lost.empty() ? "" : "; lost worker(s) " + lost,
             joined.empty() || change.previous.members.empty() ? "" : "; joined worker(s) " + joined,
             "; rebuild ", change.rebuild_ms, " ms, restore ", restore_ms, " ms; state ",
-            elastic::checksumHex(state.state_hash), " equal on all ", comm_->size(), " members");
+            elastic::checksumHex(state.state_hash),
+            outer_ ? c10::str(" equal on the ", replica_comm_->size(), " member(s) of replica ", replica_, " of ",
+                              replicas_)
+                   : c10::str(" equal on all ", comm_->size(), " members"));
   last_change_ = nlohmann::json{{"event", change.lost.empty() ? "admission" : "recovery"},
                                 {"step", step_},
                                 {"generation", change.current.generation},
@@ -231,8 +278,13 @@ void Trainer::formReplicas() {
   replicas_ = job.outer.replicas > 0 ? static_cast<int>(job.outer.replicas) : world;
   // The config was validated for this world size (config::validate): replicas divides it.
   LOOM_CHECK(world % replicas_ == 0, "outer.replicas ", replicas_, " does not divide the world size ", world);
+  if (elastic_ != nullptr) {
+    formElasticReplicas(initialReplicas(world, replicas_));
+    return;
+  }
   const int per_replica = world / replicas_;
   replica_ = comm_->rank() / per_replica;
+  replica_sizes_.assign(static_cast<size_t>(replicas_), per_replica);
   const int position = comm_->rank() % per_replica;
   const dist::CommunicatorOptions single{comm_->options().timeout};
   // Every rank splits its replica first, then its outer group: the same order everywhere.
@@ -242,7 +294,19 @@ void Trainer::formReplicas() {
   replica_comm_ = owned_replica_comm_.get();
   std::vector<int> outer_ranks;
   for (int r = 0; r < replicas_; ++r) outer_ranks.push_back(r * per_replica + position);
-  outer_comm_ = replicas_ > 1 ? comm_->split(outer_ranks) : dist::makeSelfCommunicator(single);
+  owned_outer_comm_ = replicas_ > 1 ? comm_->split(outer_ranks) : dist::makeSelfCommunicator(single);
+  outer_comm_ = owned_outer_comm_.get();
+}
+
+void Trainer::formElasticReplicas(const std::vector<int>& replica_of) {
+  const ReplicaLayout layout = replicaLayout(replica_of, comm_->rank());
+  replicas_ = layout.replicas;
+  replica_ = layout.replica;
+  replica_sizes_ = layout.sizes;
+  logical_replica_ = layout.logical;
+  // Every rank splits its replica first, then leaders their group: the same order everywhere.
+  replica_comm_ = &elastic_->split(layout.members);
+  outer_comm_ = layout.leader() ? &elastic_->split(layout.leaders) : nullptr;
 }
 
 checkpoint::NamedTensors Trainer::loadReplicaState(const std::string& checkpoint_dir) {
@@ -268,14 +332,14 @@ checkpoint::NamedTensors Trainer::loadReplicaState(const std::string& checkpoint
 
 int64_t Trainer::bytesSent() const {
   int64_t bytes = comm_->bytesSent();
-  if (owned_replica_comm_) bytes += owned_replica_comm_->bytesSent();
+  if (replica_comm_ != comm_) bytes += replica_comm_->bytesSent();
   if (outer_comm_) bytes += outer_comm_->bytesSent();
   return bytes;
 }
 
 int64_t Trainer::bytesReceived() const {
   int64_t bytes = comm_->bytesReceived();
-  if (owned_replica_comm_) bytes += owned_replica_comm_->bytesReceived();
+  if (replica_comm_ != comm_) bytes += replica_comm_->bytesReceived();
   if (outer_comm_) bytes += outer_comm_->bytesReceived();
   return bytes;
 }
@@ -311,7 +375,7 @@ Trainer::StepResult Trainer::trainStep(double lr) {
   const JobOptions& job = opts_.job;
   const int64_t seq_len = job.data.seq_len;
   // A replica's batch is its ranks' share of the global batch (all of it without an outer optimizer).
-  const double replica_tokens = static_cast<double>(job.train.global_batch * seq_len) / replicas_;
+  const auto replica_tokens = static_cast<double>(loader_->groupCount() * seq_len);
   reducer_->zeroGrad();
 
   // Each micro-batch adds d(sum of its token losses)/d(params) / global_tokens;
@@ -343,12 +407,13 @@ Trainer::StepResult Trainer::trainStep(double lr) {
     session_->awaitReplication();
     at::Tensor vote = at::zeros({4}, at::kDouble);
     auto* v = vote.data_ptr<double>();
-    v[0] = local_loss_sum;
+    // With replicas: each replica's mean loss, summed over replicas.
+    v[0] = outer_ ? local_loss_sum / replica_tokens : local_loss_sum;
     v[1] = static_cast<double>(samples);
     v[2] = static_cast<double>(samples) * (2.0 * static_cast<double>(first_sample) + static_cast<double>(samples) - 1) / 2;
     v[3] = elastic_->joinersWaiting() ? 1.0 : 0.0;
     comm_->allReduce(vote, dist::ReduceOp::kSum)->wait();
-    result.loss = v[0] / replica_tokens;
+    result.loss = outer_ ? v[0] / replicas_ : v[0] / replica_tokens;
     step_samples_ = static_cast<int64_t>(v[1]);
     step_sample_sum_ = v[2];
     joiners_voted_ = v[3] > 0;
@@ -360,6 +425,7 @@ Trainer::StepResult Trainer::trainStep(double lr) {
   result.exposed_comm_ms = stats.exposed_ms;
   result.grad_norm = optimizer_->clipGradNorm(job.train.grad_clip);
   optimizer_->step(lr);
+  faults_.at(FaultPhase::kOuter, step_ + 1);
   if (outer_) {
     const optim::outer::OuterStats before = outer_->stats();
     outer_->afterInnerStep(step_ + 1);
@@ -551,7 +617,8 @@ void Trainer::iterate(RunSummary& summary, const std::function<bool()>& stop_req
   // With an outer optimizer replicas differ; they average their losses only
   // on reported steps, so replicas exchange nothing between syncs but these.
   const bool logged = isLoggingStep(step_) || val_due;
-  m.loss = outer_ && logged ? reduceScalar(result.loss) / comm_->size() : result.loss;
+  // An elastic job's vote already averaged the replicas' losses.
+  m.loss = outer_ && logged && elastic_ == nullptr ? reduceScalar(result.loss) / comm_->size() : result.loss;
   m.lr = lr;
   m.grad_norm = result.grad_norm;
   m.tokens = tokens_;
@@ -561,7 +628,7 @@ void Trainer::iterate(RunSummary& summary, const std::function<bool()>& stop_req
   m.exposed_comm_ms = result.exposed_comm_ms;
   m.mfu = flops_per_token_ * m.tokens_per_s / (peak_flops_ * comm_->size());
   m.world = comm_->size();
-  m.layout = outer_ ? c10::str("replicas=", replicas_, " dp=", comm_->size() / replicas_)
+  m.layout = outer_ ? c10::str("replicas=", replicas_, " dp=", describeSizes(replica_sizes_))
                     : "dp=" + std::to_string(comm_->size());
   m.bytes_tx = bytesSent();
   m.bytes_rx = bytesReceived();

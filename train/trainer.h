@@ -17,6 +17,7 @@
 #include "train/elastic_session.h"
 #include "train/fault_injection.h"
 #include "train/metrics_log.h"
+#include "train/replica_layout.h"
 
 #include <ATen/core/Generator.h>
 
@@ -100,6 +101,13 @@ class Trainer {
   /// With an outer optimizer: splits the world into replicas (consecutive
   /// ranks) and the outer group (one rank per replica, same position).
   void formReplicas();
+  /// An elastic job's replicas (train/replica_layout.h) given every rank's
+  /// logical replica: replica communicators and the leaders' outer group, all
+  /// split from the current generation.
+  void formElasticReplicas(const std::vector<int>& replica_of);
+  /// This rank's share of the data over the current replicas and world.
+  data::LoaderOptions loaderOptions() const;
+  void makeOuterOptimizer();
   /// The replica file of this rank's replica in `checkpoint_dir`, loaded into
   /// the weights; returns its optimizer and outer state.
   checkpoint::NamedTensors loadReplicaState(const std::string& checkpoint_dir);
@@ -134,9 +142,14 @@ class Trainer {
   // outer_comm_ (one rank per replica), used by the outer optimizer alone.
   int replicas_ = 1;
   int replica_ = 0;
+  // An elastic job's replica and outer communicators belong to its world
+  // (split per generation); only replica leaders have an outer communicator.
+  int logical_replica_ = -1;  ///< elastic: this worker's replica for the job's life
+  std::vector<int> replica_sizes_;  ///< ranks of every replica
   std::unique_ptr<dist::Communicator> owned_replica_comm_;
   dist::Communicator* replica_comm_ = nullptr;
-  std::unique_ptr<dist::Communicator> outer_comm_;
+  std::unique_ptr<dist::Communicator> owned_outer_comm_;
+  dist::Communicator* outer_comm_ = nullptr;
   std::unique_ptr<parallel::GradientReducer> reducer_;
   std::unique_ptr<optim::ParameterOptimizer> optimizer_;
   std::unique_ptr<optim::outer::OuterOptimizer> outer_;

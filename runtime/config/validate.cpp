@@ -194,9 +194,10 @@ void checkElastic(const ElasticOptions& e, const JobOptions& job, int world_size
   check.require(job.parallel.backend == CommBackend::kGloo, {"elastic.policy", "parallel.backend"},
                 "elastic.policy needs parallel.backend GLOO: MPI cannot replace a lost rank and NCCL shrink is not "
                 "wired in yet; set parallel.backend: GLOO or elastic.policy: NONE");
-  check.require(job.outer.algorithm == OuterAlgorithm::kNone, {"elastic.policy", "outer.algorithm"},
-                "elastic.policy with an outer optimizer is not supported yet (docs/elastic.md): set "
-                "outer.algorithm: NONE or elastic.policy: NONE");
+  check.require(job.outer.algorithm == OuterAlgorithm::kNone || !job.parallel.zero1,
+                {"elastic.policy", "outer.algorithm", "parallel.zero1"},
+                "elastic.policy with an outer optimizer needs parallel.zero1: false (a replica's optimizer shards "
+                "are not copied to buddies yet, docs/elastic.md); drop parallel.zero1 or set elastic.policy: NONE");
 }
 
 void checkOuter(const OuterOptions& outer, const ParallelOptions& parallel, int world_size, Checker& check) {

@@ -269,7 +269,12 @@ TEST(ValidateTest, ElasticRules) {
   EXPECT_THAT(messages(options, 4), testing::Contains(testing::HasSubstr("elastic.policy needs parallel.backend GLOO")));
   options.parallel.backend = CommBackend::kGloo;
   options.outer.algorithm = OuterAlgorithm::kDiLoCo;
-  EXPECT_THAT(messages(options, 4), testing::ElementsAre(testing::HasSubstr("with an outer optimizer is not supported")));
+  options.outer.replicas = 2;
+  EXPECT_TRUE(messages(options, 4).empty());
+  options.parallel.zero1 = true;
+  EXPECT_THAT(messages(options, 4),
+              testing::ElementsAre(testing::HasSubstr("with an outer optimizer needs parallel.zero1: false")));
+  options.parallel.zero1 = false;
   // Not elastic: none of this applies.
   options.elastic.policy = ElasticPolicy::kNone;
   options.elastic.min_ranks = 9;
