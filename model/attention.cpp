@@ -33,6 +33,16 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const RotaryEmbedding& ro
   return wo->forward(attend(q, k, v).reshape({batch, seq, heads_ * head_dim_}));
 }
 
+at::Tensor AttentionImpl::forward(const at::Tensor& x, const RotaryEmbedding& rope,
+                                  const parallel::TokenLayout& layout, dist::Communicator& group) {
+  const int64_t batch = x.size(0);
+  const int64_t seq = x.size(1);
+  const at::Tensor q = rope.applyAt(wq->forward(x).view({batch, seq, heads_, head_dim_}), layout.positions);
+  const at::Tensor k = rope.applyAt(wk->forward(x).view({batch, seq, kv_heads_, head_dim_}), layout.positions);
+  const at::Tensor v = wv->forward(x).view({batch, seq, kv_heads_, head_dim_});
+  return wo->forward(parallel::ringAttention(q, k, v, layout, group).reshape({batch, seq, heads_ * head_dim_}));
+}
+
 // q: [B, T, H, hd], k/v: [B, T, KV, hd] -> [B, T, H, hd].
 at::Tensor AttentionImpl::attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) const {
   const int64_t group = heads_ / kv_heads_;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "model/rope.h"
+#include "parallel/ring_attention.h"
 #include "runtime/config/options.h"
 
 #include <torch/nn/module.h>
@@ -19,6 +20,11 @@ class AttentionImpl : public torch::nn::Module {
 
   /// x: [batch, seq, dim] (already normalised) -> [batch, seq, dim].
   at::Tensor forward(const at::Tensor& x, const RotaryEmbedding& rope);
+  /// Context parallel: x holds this rank's tokens of sequences spread over
+  /// `group` (parallel/ring_attention.h), at layout.positions; causal within
+  /// each document.
+  at::Tensor forward(const at::Tensor& x, const RotaryEmbedding& rope, const parallel::TokenLayout& layout,
+                     dist::Communicator& group);
 
   torch::nn::Linear wq{nullptr}, wk{nullptr}, wv{nullptr}, wo{nullptr};
 

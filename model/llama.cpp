@@ -32,12 +32,23 @@ LlamaImpl::LlamaImpl(const ModelOptions& opts) : opts_(opts), rope_(opts.headDim
 //   n1_0 = norm(x);  per block i: (n2, h) = add_norm(attn_i(n1_i), x_i);
 //   (n1_{i+1}, x_{i+1}) = add_norm(mlp_i(n2), h), the last one with the final norm's gain.
 at::Tensor LlamaImpl::forward(const at::Tensor& tokens) {
+  return run(tokens, [this](BlockImpl& block, const at::Tensor& normed) { return block.attn->forward(normed, rope_); });
+}
+
+at::Tensor LlamaImpl::forward(const at::Tensor& tokens, const parallel::TokenLayout& layout, dist::Communicator& group) {
+  return run(tokens, [&](BlockImpl& block, const at::Tensor& normed) {
+    return block.attn->forward(normed, rope_, layout, group);
+  });
+}
+
+template <typename Attend>
+at::Tensor LlamaImpl::run(const at::Tensor& tokens, const Attend& attend) {
   at::Tensor residual = tok_emb->forward(tokens);
   const double eps = opts_.norm_eps;
   at::Tensor normed = kernels::rmsNorm(residual, blocks->at<BlockImpl>(0).attn_norm->weight, eps);
   for (size_t i = 0; i < blocks->size(); ++i) {
     BlockImpl& block = blocks->at<BlockImpl>(i);
-    const at::Tensor attn_out = block.attn->forward(normed, rope_);
+    const at::Tensor attn_out = attend(block, normed);
     std::tie(normed, residual) = kernels::fusedAddRmsNorm(attn_out, residual, block.mlp_norm->weight, eps);
     const at::Tensor mlp_out = block.mlp->forward(normed);
     const at::Tensor& next_gain =

@@ -47,6 +47,11 @@ class LlamaImpl : public torch::nn::Module {
 
   /// tokens: int64 [batch, seq] -> logits float [batch, seq, vocab].
   at::Tensor forward(const at::Tensor& tokens);
+  /// Context parallel: `tokens` [batch, seq] are this rank's share of
+  /// sequences spread over `group`, at layout.positions in documents
+  /// layout.documents (-1: padding); attention runs as ring attention over
+  /// the group. Collective over `group`, forward and backward.
+  at::Tensor forward(const at::Tensor& tokens, const parallel::TokenLayout& layout, dist::Communicator& group);
 
   const ModelOptions& options() const { return opts_; }
   /// Parameters in registration order with their safetensors names.
@@ -58,6 +63,10 @@ class LlamaImpl : public torch::nn::Module {
   torch::nn::Linear head{nullptr};
 
  private:
+  /// The blocks, with attention given as a function of (block, normed input).
+  template <typename Attend>
+  at::Tensor run(const at::Tensor& tokens, const Attend& attend);
+
   ModelOptions opts_;
   RotaryEmbedding rope_;
 };

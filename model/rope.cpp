@@ -27,4 +27,13 @@ at::Tensor RotaryEmbedding::apply(const at::Tensor& x, int64_t start_pos) const 
   return kernels::rope(x, cos_, sin_, start_pos);
 }
 
+at::Tensor RotaryEmbedding::applyAt(const at::Tensor& x, const at::Tensor& positions) const {
+  LOOM_CHECK(positions.dim() == 1 && positions.numel() == x.size(1), "RoPE: ", positions.numel(),
+             " positions for a sequence of ", x.size(1));
+  LOOM_CHECK(positions.numel() == 0 || (positions.min().item<int64_t>() >= 0 &&
+                                        positions.max().item<int64_t>() < maxSeqLen()),
+             "RoPE: positions exceed model.max_seq_len (", maxSeqLen(), ")");
+  return kernels::rope(x, cos_.index_select(0, positions), sin_.index_select(0, positions), 0);
+}
+
 }  // namespace loom::model

@@ -21,6 +21,9 @@ class RotaryEmbedding {
 
   /// x: [batch, seq, heads, head_dim], positions start_pos .. start_pos + seq - 1.
   at::Tensor apply(const at::Tensor& x, int64_t start_pos = 0) const;
+  /// x: [batch, seq, heads, head_dim]; token t at positions[t] (int64 [seq],
+  /// each in [0, max_seq_len)): a context-parallel share of a sequence.
+  at::Tensor applyAt(const at::Tensor& x, const at::Tensor& positions) const;
 
   int64_t maxSeqLen() const { return cos_.size(0); }
 

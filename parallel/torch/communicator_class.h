@@ -12,7 +12,9 @@
 #include <torch/custom_class.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace loom::parallel {
 
@@ -20,6 +22,13 @@ class CommunicatorClass : public torch::CustomClassHolder {
  public:
   /// `backend`: "gloo", "mpi" or "nccl"; `timeout_s` (> 0) bounds every collective.
   CommunicatorClass(const std::string& backend, double timeout_s);
+  /// A group of `parent`'s ranks (split()); keeps the parent alive.
+  CommunicatorClass(c10::intrusive_ptr<CommunicatorClass> parent, std::unique_ptr<dist::Communicator> comm);
+
+  /// A communicator over `ranks` (ascending ranks of this one, this rank's
+  /// included), e.g. a context-parallel group; every listed rank calls it with
+  /// the same list, the others do not.
+  c10::intrusive_ptr<CommunicatorClass> split(const std::vector<int64_t>& ranks);
 
   /// The communicator every method below uses. A class that needs one of its
   /// own (one nothing else issues operations on) split()s it.
@@ -38,6 +47,7 @@ class CommunicatorClass : public torch::CustomClassHolder {
   int64_t bytesReceived() const { return world_.comm->bytesReceived(); }
 
  private:
+  c10::intrusive_ptr<CommunicatorClass> parent_;  ///< a group's world (its store and connections)
   dist::World world_;
 };
 

@@ -4,12 +4,15 @@
 //   comm.all_reduce(t, "sum"); comm.broadcast(t, 0); g = comm.all_gather(t); comm.barrier()
 //   dp = torch.classes.loom.DataParallel(comm, list(model.parameters()), 1.0, True)
 //   dp.zero_grad(); dp.arm(); loss.backward(); dp.finish(); optimizer.step()
+//   cp = comm.split([0, 1])                  # a group of ranks (every listed rank calls it)
+//   out = torch.ops.loom.ring_attention(q, k, v, positions, documents, cp, True, 0.0)
 //
 // Compiled only into libloom_torch.so (loom/CMakeLists.txt). The identity comes
 // from torchrun / loom-launch / mpirun variables like loom-train's (runtime/dist/world.h).
 // Communicator is declared in communicator_class.h, for the classes of higher layers
 // that take one (optim/torch/register.cpp's OuterOptimizer).
 #include "parallel/gradient_reducer.h"
+#include "parallel/ring_attention.h"
 #include "parallel/torch/communicator_class.h"
 #include "runtime/core/error.h"
 
@@ -43,6 +46,20 @@ CommunicatorClass::CommunicatorClass(const std::string& backend, double timeout_
   opts.timeout_s = timeout_s;
   LOOM_CHECK_INPUT(timeout_s > 0, "Communicator: timeout_s (", timeout_s, ") must be > 0");
   world_ = dist::joinWorld(dist::identityFromEnvironment(), opts);
+}
+
+CommunicatorClass::CommunicatorClass(c10::intrusive_ptr<CommunicatorClass> parent,
+                                     std::unique_ptr<dist::Communicator> comm)
+    : parent_(std::move(parent)) {
+  world_.identity = parent_->world_.identity;
+  world_.store = parent_->world_.store;
+  world_.comm = std::move(comm);
+}
+
+c10::intrusive_ptr<CommunicatorClass> CommunicatorClass::split(const std::vector<int64_t>& ranks) {
+  const std::vector<int> members(ranks.begin(), ranks.end());
+  return c10::make_intrusive<CommunicatorClass>(c10::intrusive_ptr<CommunicatorClass>::reclaim_copy(this),
+                                                comm().split(members));
 }
 
 void CommunicatorClass::allReduce(at::Tensor tensor, const std::string& op) {
@@ -98,6 +115,15 @@ class DataParallelClass : public torch::CustomClassHolder {
   std::unique_ptr<GradientReducer> reducer_;
 };
 
+// torch.ops.loom.ring_attention: ring attention (parallel/ring_attention.h)
+// over `group`; q [B, L, H, hd], k and v [B, L, KV, hd], int64 positions and
+// documents [L] of this rank's tokens. Autograd runs the ring backward.
+at::Tensor ringAttentionOp(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& positions,
+                           const at::Tensor& documents, const c10::intrusive_ptr<CommunicatorClass>& group,
+                           bool causal, double scale) {
+  return ringAttention(q, k, v, TokenLayout{positions, documents}, group->comm(), RingAttentionOptions{causal, scale});
+}
+
 }  // namespace
 }  // namespace loom::parallel
 
@@ -115,11 +141,16 @@ TORCH_LIBRARY_FRAGMENT(loom, m) {
       .def("all_gather", &CommunicatorClass::allGather)
       .def("barrier", &CommunicatorClass::barrier)
       .def("bytes_sent", &CommunicatorClass::bytesSent)
-      .def("bytes_received", &CommunicatorClass::bytesReceived);
+      .def("bytes_received", &CommunicatorClass::bytesReceived)
+      .def("split", &CommunicatorClass::split);
   m.class_<DataParallelClass>("DataParallel")
       .def(torch::init<c10::intrusive_ptr<CommunicatorClass>, std::vector<at::Tensor>, double, bool>())
       .def("zero_grad", &DataParallelClass::zeroGrad)
       .def("arm", &DataParallelClass::arm)
       .def("finish", &DataParallelClass::finish)
       .def("buckets", &DataParallelClass::buckets);
+  m.def(
+      "ring_attention(Tensor q, Tensor k, Tensor v, Tensor positions, Tensor documents, "
+      "__torch__.torch.classes.loom.Communicator group, bool causal=True, float scale=0.) -> Tensor",
+      &loom::parallel::ringAttentionOp);
 }
