@@ -1,0 +1,30 @@
+#include "parallel/group_cache.h"
+
+#include "runtime/core/error.h"
+
+#include <vector>
+
+namespace loom::parallel {
+
+GroupCache::GroupCache(dist::Communicator& pool) : rank_(pool.rank()), size_(pool.size()) {
+  for (int ranks = 1; ranks <= size_; ranks *= 2) {
+    const int first = rank_ / ranks * ranks;
+    if (first + ranks > size_) break;  // larger aligned blocks would not fit either
+    if (ranks == 1) {
+      groups_.emplace(std::make_pair(first, 1), dist::makeSelfCommunicator(pool.options()));
+      continue;
+    }
+    std::vector<int> members;
+    for (int r = first; r < first + ranks; ++r) members.push_back(r);
+    groups_.emplace(std::make_pair(first, ranks), pool.split(members));
+  }
+}
+
+dist::Communicator& GroupCache::group(int first_rank, int ranks) {
+  const auto it = groups_.find({first_rank, ranks});
+  LOOM_CHECK(it != groups_.end(), "group cache: rank ", rank_, " of ", size_, " has no group [", first_rank, ", ",
+             first_rank + ranks, "): not an aligned power-of-two block containing it");
+  return *it->second;
+}
+
+}  // namespace loom::parallel

@@ -1,0 +1,35 @@
+// One rank's part of an HDP step (issue 6; parallel/hdp_plan.h, docs/hdp.md):
+// forward and backward of every placement of the plan that includes this rank,
+// wave by wave. A long sequence's context-parallel group runs the model with
+// ring attention over the group's cached communicator, this rank holding its
+// zigzag share; the short sequences a rank holds in a wave run packed in one
+// row, each causal within itself. Each rank's loss is the SUM of its tokens'
+// losses, so after summing gradients and token counts over the pool (one
+// reduction per step, by the caller) and dividing, the gradient is the global
+// per-token mean's, whatever the plan (parallel_elastic.md §2.4).
+#pragma once
+
+#include "model/llama.h"
+#include "parallel/group_cache.h"
+#include "parallel/hdp_plan.h"
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace loom::train {
+
+struct HdpRankResult {
+  double loss_sum = 0;   ///< sum of this rank's token losses
+  int64_t tokens = 0;    ///< tokens whose loss this rank computed
+  int64_t forwards = 0;  ///< model forward passes run (0: idle this step)
+};
+
+/// `sequences[i]`: int64 [L_i + 1] tokens of plan sequence i (inputs the
+/// first L_i, targets the last L_i). Gradients accumulate into the model's
+/// parameters. Collective over the groups of the placements this rank is in.
+HdpRankResult runHdpStep(model::LlamaImpl& model, const parallel::HdpPlan& plan,
+                         const std::vector<at::Tensor>& sequences, parallel::GroupCache& groups);
+
+}  // namespace loom::train
