@@ -83,55 +83,69 @@ bool GlooWork::isCompleted() {
 
 P2pWaiters::~P2pWaiters() {
   abortAll();
-  std::lock_guard<std::mutex> lock(mutex_);
-  for (auto& waiter : waiters_) waiter->thread.join();
-}
-
-void P2pWaiters::reapFinished() {
-  for (auto it = waiters_.begin(); it != waiters_.end();) {
-    if ((*it)->finished.load()) {
-      (*it)->thread.join();
-      it = waiters_.erase(it);
-    } else {
-      ++it;
-    }
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+    threads.swap(threads_);
   }
+  wake_.notify_all();
+  for (auto& thread : threads) thread.join();
 }
 
 std::unique_ptr<BackendWork> P2pWaiters::watch(std::shared_ptr<GlooSignals> signals,
                                                c10::intrusive_ptr<c10d::Work> work, std::function<void()> finalize) {
   auto outcome = std::make_shared<GlooOutcome>();
-  auto waiter = std::make_unique<Waiter>();
-  waiter->work = work;
-  Waiter* raw = waiter.get();
-  std::lock_guard<std::mutex> lock(mutex_);
-  reapFinished();
-  waiter->thread = std::thread([raw, signals, outcome, finalize = std::move(finalize)] {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    queue_.push_back(Job{work, signals, outcome, std::move(finalize)});
+    in_flight_.push_back(work);
+    // Every queued job needs a thread of its own: its wait may block until a later one completes.
+    if (idle_ < static_cast<int>(queue_.size())) {
+      threads_.emplace_back([this] { serve(); });
+    }
+  }
+  wake_.notify_one();
+  return std::make_unique<GlooWork>(std::move(signals), std::move(outcome), std::move(work));
+}
+
+void P2pWaiters::serve() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (true) {
+    ++idle_;
+    wake_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+    --idle_;
+    if (queue_.empty()) return;  // stopping
+    Job job = std::move(queue_.front());
+    queue_.pop_front();
+    lock.unlock();
     std::exception_ptr error;
     try {
       // false: Work::abort() released the wait before the transfer finished.
-      if (!raw->work->wait()) {
+      if (!job.work->wait()) {
         error = abortedError();
-      } else if (finalize) {
-        finalize();
+      } else if (job.finalize) {
+        job.finalize();
       }
     } catch (...) {
       error = std::current_exception();
     }
-    signals->finish(*outcome, std::move(error));
-    raw->finished.store(true);
-  });
-  waiters_.push_back(std::move(waiter));
-  return std::make_unique<GlooWork>(std::move(signals), std::move(outcome), std::move(work));
+    job.signals->finish(*job.outcome, std::move(error));
+    lock.lock();
+    for (auto it = in_flight_.begin(); it != in_flight_.end(); ++it) {
+      if (it->get() == job.work.get()) {
+        in_flight_.erase(it);
+        break;
+      }
+    }
+  }
 }
 
 void P2pWaiters::abortAll() {
   std::vector<c10::intrusive_ptr<c10d::Work>> pending;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (auto& waiter : waiters_) {
-      if (!waiter->finished.load()) pending.push_back(waiter->work);
-    }
+    pending.assign(in_flight_.begin(), in_flight_.end());
   }
   for (auto& work : pending) work->abort();
 }

@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 namespace loom::dist {
 
@@ -71,9 +72,12 @@ class GlooWork final : public BackendWork {
 
 /// Waits for c10d's send/recv works. Their wait() cannot be sliced (a Gloo wait
 /// that times out closes every connection of the context), so each pending
-/// operation gets a thread blocked in wait(); abortAll() releases them through
-/// c10d's Work::abort(). The destructor aborts what is still pending and joins
-/// every thread, so none outlives the communicator.
+/// operation occupies a thread blocked in wait(); abortAll() releases them
+/// through c10d's Work::abort(). The threads are pooled: one that finished
+/// waits for the next operation, and a new one starts only when every thread
+/// is busy, so no operation waits behind another and steady traffic creates
+/// no threads. The destructor aborts what is still pending and joins every
+/// thread, so none outlives the communicator.
 class P2pWaiters {
  public:
   P2pWaiters() = default;
@@ -87,15 +91,21 @@ class P2pWaiters {
   void abortAll();
 
  private:
-  struct Waiter {
+  struct Job {
     c10::intrusive_ptr<c10d::Work> work;
-    std::thread thread;
-    std::atomic<bool> finished{false};
+    std::shared_ptr<GlooSignals> signals;
+    std::shared_ptr<GlooOutcome> outcome;
+    std::function<void()> finalize;
   };
-  void reapFinished();  // REQUIRES: mutex_ held
+  void serve();
 
   std::mutex mutex_;
-  std::list<std::unique_ptr<Waiter>> waiters_;
+  std::condition_variable wake_;
+  std::list<Job> queue_;                                  // GUARDED_BY(mutex_): not yet taken by a thread
+  std::list<c10::intrusive_ptr<c10d::Work>> in_flight_;  // GUARDED_BY(mutex_): queued or being waited for
+  std::vector<std::thread> threads_;                      // GUARDED_BY(mutex_)
+  int idle_ = 0;                                          // GUARDED_BY(mutex_): threads waiting for a job
+  bool stop_ = false;                                     // GUARDED_BY(mutex_)
 };
 
 }  // namespace loom::dist
