@@ -5,28 +5,46 @@
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
+#include <algorithm>
 #include <limits>
+#include <vector>
 
 namespace loom::parallel {
 namespace {
 
 constexpr double kMinusInf = -std::numeric_limits<double>::infinity();
 
-// The smallest row range [row_begin, row_end) and column range holding every
-// allowed pair; empty ranges when nothing is allowed. Work outside the box is
-// skipped: under zigzag chunking or document masks most of it is masked.
+// Rectangles of rows x columns that hold every allowed pair: consecutive rows
+// whose allowed-column spans overlap share a rectangle, so packed documents get
+// one rectangle each (their spans are disjoint) and the masked pairs between
+// documents are never computed, as in variable-length attention; a causal
+// share of one document is a single rectangle. Rows with no allowed key are in none.
 struct Box {
   int64_t row_begin = 0, row_end = 0, col_begin = 0, col_end = 0;
-  bool empty() const { return row_end <= row_begin; }
 };
 
-Box boxOf(const at::Tensor& mask, int64_t rows, int64_t cols) {
-  if (!mask.defined()) return {0, rows, 0, cols};
-  const at::Tensor row_any = mask.any(1).nonzero();
-  if (row_any.numel() == 0) return {};
-  const at::Tensor col_any = mask.any(0).nonzero();
-  return {row_any.min().item<int64_t>(), row_any.max().item<int64_t>() + 1, col_any.min().item<int64_t>(),
-          col_any.max().item<int64_t>() + 1};
+std::vector<Box> boxesOf(const at::Tensor& mask, int64_t rows, int64_t cols) {
+  if (!mask.defined()) return {Box{0, rows, 0, cols}};
+  const at::Tensor as_int = mask.to(at::kByte);
+  const at::Tensor any = mask.any(1).contiguous();
+  const at::Tensor first = as_int.argmax(1).contiguous();                // first allowed column
+  const at::Tensor last = (cols - 1) - as_int.flip(1).argmax(1).contiguous();  // last allowed column
+  const bool* a = any.data_ptr<bool>();
+  const int64_t* lo = first.data_ptr<int64_t>();
+  const int64_t* hi = last.data_ptr<int64_t>();
+  std::vector<Box> boxes;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (!a[r]) continue;
+    Box* open = boxes.empty() || boxes.back().row_end != r ? nullptr : &boxes.back();
+    if (open != nullptr && lo[r] < open->col_end && hi[r] + 1 > open->col_begin) {
+      open->row_end = r + 1;
+      open->col_begin = std::min(open->col_begin, lo[r]);
+      open->col_end = std::max(open->col_end, hi[r] + 1);
+    } else {
+      boxes.push_back(Box{r, r + 1, lo[r], hi[r] + 1});
+    }
+  }
+  return boxes;
 }
 
 void checkShapes(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask) {
@@ -70,27 +88,35 @@ at::Tensor attentionMask(const at::Tensor& q_positions, const at::Tensor& q_docu
   return same_document.logical_and_(k_positions.unsqueeze(0).le(q_positions.unsqueeze(1)));
 }
 
+int64_t computedPairs(const at::Tensor& mask) {
+  int64_t pairs = 0;
+  for (const Box& box : boxesOf(mask, mask.size(0), mask.size(1))) {
+    pairs += (box.row_end - box.row_begin) * (box.col_end - box.col_begin);
+  }
+  return pairs;
+}
+
 BlockAttention blockAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
                               double scale) {
   checkShapes(q, k, v, mask);
   c10::NoGradGuard no_grad;
   const int64_t b = q.size(0), h = q.size(1), lq = q.size(2), d = q.size(3), kv = k.size(1);
   BlockAttention result{at::zeros({b, h, lq, d}, at::kFloat), at::full({b, h, lq}, kMinusInf, at::kFloat)};
-  const Box box = boxOf(mask, lq, k.size(2));
-  if (box.empty()) return result;
-  const int64_t rows = box.row_end - box.row_begin;
-  const at::Tensor qb = q.narrow(2, box.row_begin, rows).to(at::kFloat);
-  const at::Tensor kb = k.narrow(2, box.col_begin, box.col_end - box.col_begin).to(at::kFloat);
-  const at::Tensor vb = v.narrow(2, box.col_begin, box.col_end - box.col_begin).to(at::kFloat);
-  const at::Tensor mb = mask.defined() ? mask.slice(0, box.row_begin, box.row_end).slice(1, box.col_begin, box.col_end)
-                                       : at::Tensor();
   const int64_t group = h / kv;
-  const at::Tensor scores = maskedScores(groupByKv(qb, kv), kb, mb, scale, group, rows);  // [B, KV, G, R, C]
-  const at::Tensor lse = at::logsumexp(scores, -1);                                         // [B, KV, G, R]
-  const at::Tensor probs = probabilities(scores, lse).view({b, kv, group * rows, kb.size(2)});
-  const at::Tensor out = at::matmul(probs, vb).view({b, h, rows, d});
-  result.out.narrow(2, box.row_begin, rows).copy_(out);
-  result.lse.narrow(2, box.row_begin, rows).copy_(lse.view({b, h, rows}));
+  for (const Box& box : boxesOf(mask, lq, k.size(2))) {
+    const int64_t rows = box.row_end - box.row_begin;
+    const int64_t cols = box.col_end - box.col_begin;
+    const at::Tensor qb = q.narrow(2, box.row_begin, rows).to(at::kFloat);
+    const at::Tensor kb = k.narrow(2, box.col_begin, cols).to(at::kFloat);
+    const at::Tensor vb = v.narrow(2, box.col_begin, cols).to(at::kFloat);
+    const at::Tensor mb =
+        mask.defined() ? mask.slice(0, box.row_begin, box.row_end).slice(1, box.col_begin, box.col_end) : at::Tensor();
+    const at::Tensor scores = maskedScores(groupByKv(qb, kv), kb, mb, scale, group, rows);  // [B, KV, G, R, C]
+    const at::Tensor lse = at::logsumexp(scores, -1);                                         // [B, KV, G, R]
+    const at::Tensor probs = probabilities(scores, lse).view({b, kv, group * rows, cols});
+    result.out.narrow(2, box.row_begin, rows).copy_(at::matmul(probs, vb).view({b, h, rows, d}));
+    result.lse.narrow(2, box.row_begin, rows).copy_(lse.view({b, h, rows}));
+  }
   return result;
 }
 
@@ -114,27 +140,28 @@ BlockGradients blockAttentionBackward(const at::Tensor& q, const at::Tensor& k, 
   const int64_t b = q.size(0), h = q.size(1), lq = q.size(2), d = q.size(3), kv = k.size(1), lk = k.size(2);
   BlockGradients grads{at::zeros({b, h, lq, d}, at::kFloat), at::zeros({b, kv, lk, d}, at::kFloat),
                        at::zeros({b, kv, lk, d}, at::kFloat)};
-  const Box box = boxOf(mask, lq, lk);
-  if (box.empty()) return grads;
-  const int64_t rows = box.row_end - box.row_begin;
-  const int64_t cols = box.col_end - box.col_begin;
   const int64_t group = h / kv;
-  const at::Tensor qb = q.narrow(2, box.row_begin, rows).to(at::kFloat);
-  const at::Tensor kb = k.narrow(2, box.col_begin, cols).to(at::kFloat);
-  const at::Tensor vb = v.narrow(2, box.col_begin, cols).to(at::kFloat);
-  const at::Tensor mb = mask.defined() ? mask.slice(0, box.row_begin, box.row_end).slice(1, box.col_begin, box.col_end)
-                                       : at::Tensor();
-  const at::Tensor ob = groupByKv(out.narrow(2, box.row_begin, rows).to(at::kFloat), kv);
-  const at::Tensor dob = groupByKv(dout.narrow(2, box.row_begin, rows).to(at::kFloat), kv);
-  const at::Tensor lseb = lse.narrow(2, box.row_begin, rows).reshape({b, kv, group, rows});
-  const at::Tensor qg = groupByKv(qb, kv);
-  const at::Tensor probs =
-      probabilities(maskedScores(qg, kb, mb, scale, group, rows), lseb).view({b, kv, group * rows, cols});
-  const at::Tensor delta = (dob * ob).sum(-1, /*keepdim=*/true);                 // D: [B, KV, G*R, 1]
-  const at::Tensor ds = probs * (at::matmul(dob, vb.transpose(2, 3)) - delta);  // [B, KV, G*R, C]
-  grads.dq.narrow(2, box.row_begin, rows).copy_(at::matmul(ds, kb).mul_(scale).view({b, h, rows, d}));
-  grads.dk.narrow(2, box.col_begin, cols).copy_(at::matmul(ds.transpose(2, 3), qg).mul_(scale));
-  grads.dv.narrow(2, box.col_begin, cols).copy_(at::matmul(probs.transpose(2, 3), dob));
+  for (const Box& box : boxesOf(mask, lq, lk)) {
+    const int64_t rows = box.row_end - box.row_begin;
+    const int64_t cols = box.col_end - box.col_begin;
+    const at::Tensor qb = q.narrow(2, box.row_begin, rows).to(at::kFloat);
+    const at::Tensor kb = k.narrow(2, box.col_begin, cols).to(at::kFloat);
+    const at::Tensor vb = v.narrow(2, box.col_begin, cols).to(at::kFloat);
+    const at::Tensor mb =
+        mask.defined() ? mask.slice(0, box.row_begin, box.row_end).slice(1, box.col_begin, box.col_end) : at::Tensor();
+    const at::Tensor ob = groupByKv(out.narrow(2, box.row_begin, rows).to(at::kFloat), kv);
+    const at::Tensor dob = groupByKv(dout.narrow(2, box.row_begin, rows).to(at::kFloat), kv);
+    const at::Tensor lseb = lse.narrow(2, box.row_begin, rows).reshape({b, kv, group, rows});
+    const at::Tensor qg = groupByKv(qb, kv);
+    const at::Tensor probs =
+        probabilities(maskedScores(qg, kb, mb, scale, group, rows), lseb).view({b, kv, group * rows, cols});
+    const at::Tensor delta = (dob * ob).sum(-1, /*keepdim=*/true);                 // D: [B, KV, G*R, 1]
+    const at::Tensor ds = probs * (at::matmul(dob, vb.transpose(2, 3)) - delta);  // [B, KV, G*R, C]
+    // Rows of different rectangles are disjoint; their columns may overlap.
+    grads.dq.narrow(2, box.row_begin, rows).copy_(at::matmul(ds, kb).mul_(scale).view({b, h, rows, d}));
+    grads.dk.narrow(2, box.col_begin, cols).add_(at::matmul(ds.transpose(2, 3), qg).mul_(scale));
+    grads.dv.narrow(2, box.col_begin, cols).add_(at::matmul(probs.transpose(2, 3), dob));
+  }
   return grads;
 }
 

@@ -28,6 +28,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <cstdint>
+
 namespace loom::parallel {
 
 struct BlockAttention {
@@ -47,6 +49,12 @@ struct BlockGradients {
 /// attends nothing and is attended by nothing) and, if causal, pos_j <= pos_i.
 at::Tensor attentionMask(const at::Tensor& q_positions, const at::Tensor& q_documents, const at::Tensor& k_positions,
                          const at::Tensor& k_documents, bool causal);
+
+/// (query, key) pairs blockAttention computes for `mask`: it works on
+/// rectangles of consecutive query rows whose allowed key spans overlap, so
+/// packed documents cost the sum of their squares, not the square of their
+/// sum (variable-length attention), and rows without keys cost nothing.
+int64_t computedPairs(const at::Tensor& mask);
 
 /// One block's attention (above). `mask`: bool [Lq, Lk] or undefined (all allowed).
 BlockAttention blockAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,

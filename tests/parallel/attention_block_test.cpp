@@ -130,5 +130,24 @@ TEST(AttentionBlockTest, BlockGradientsSumToAutogradOfAttentionOverAllKeys) {
   EXPECT_LE(maxAbsDiff(at::cat(dv, 2).transpose(1, 2), p.v.grad()), 1e-5);
 }
 
+// Packed documents are computed document by document: the work is the sum of
+// the documents' rectangles, not the whole row's square; a causal share of
+// one document stays one rectangle.
+TEST(AttentionBlockTest, PackedDocumentsAreComputedOneRectangleEach) {
+  const std::vector<int64_t> docs = {5, 1, 20};
+  std::vector<at::Tensor> positions, ids;
+  for (size_t d = 0; d < docs.size(); ++d) {
+    positions.push_back(at::arange(docs[d], at::kLong));
+    ids.push_back(at::full({docs[d]}, static_cast<int64_t>(d), at::kLong));
+  }
+  const at::Tensor pos = at::cat(positions);
+  const at::Tensor doc = at::cat(ids);
+  EXPECT_EQ(computedPairs(attentionMask(pos, doc, pos, doc, /*causal=*/true)), 5 * 5 + 1 * 1 + 20 * 20);
+  const at::Tensor one = at::zeros({26}, at::kLong);
+  const at::Tensor all = at::arange(26, at::kLong);
+  EXPECT_EQ(computedPairs(attentionMask(all, one, all, one, /*causal=*/true)), 26 * 26);
+  EXPECT_EQ(computedPairs(at::zeros({4, 4}, at::kBool)), 0);
+}
+
 }  // namespace
 }  // namespace loom::parallel
