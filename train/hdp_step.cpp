@@ -21,32 +21,41 @@ void runRow(model::LlamaImpl& model, const at::Tensor& inputs, const at::Tensor&
   ++result.forwards;
 }
 
-// This rank's zigzag share of a sequence over a group of `ranks`; padding has
-// input 0, no target and document -1.
-void runShare(model::LlamaImpl& model, const at::Tensor& sequence, int ranks, int position, dist::Communicator& group,
-              HdpRankResult& result) {
-  const int64_t length = sequence.numel() - 1;
-  const at::Tensor index = at::tensor(parallel::zigzagIndices(length, ranks, position), at::kLong);
-  const at::Tensor padding = index.ge(length);
-  const at::Tensor clamped = index.clamp_max(length - 1);
-  const parallel::TokenLayout layout{clamped, at::zeros_like(clamped).masked_fill_(padding, -1)};
-  runRow(model, sequence.index_select(0, clamped).masked_fill(padding, 0),
-         sequence.index_select(0, clamped + 1).masked_fill(padding, -1), layout, group, result);
-}
+// Sequences packed in one row: each its own document, positions restarting.
+struct PackedRow {
+  at::Tensor inputs, targets;  // [T]
+  parallel::TokenLayout layout;
+};
 
-// Short sequences packed in one row: positions restart per sequence and each is its own document.
-void runPacked(model::LlamaImpl& model, const std::vector<at::Tensor>& packed, dist::Communicator& self,
-               HdpRankResult& result) {
+PackedRow pack(const std::vector<at::Tensor>& sequences) {
   std::vector<at::Tensor> inputs, targets, positions, documents;
-  for (size_t d = 0; d < packed.size(); ++d) {
-    const int64_t length = packed[d].numel() - 1;
-    inputs.push_back(packed[d].narrow(0, 0, length));
-    targets.push_back(packed[d].narrow(0, 1, length));
+  for (size_t d = 0; d < sequences.size(); ++d) {
+    const int64_t length = sequences[d].numel() - 1;
+    inputs.push_back(sequences[d].narrow(0, 0, length));
+    targets.push_back(sequences[d].narrow(0, 1, length));
     positions.push_back(at::arange(length, at::kLong));
     documents.push_back(at::full({length}, static_cast<int64_t>(d), at::kLong));
   }
-  runRow(model, at::cat(inputs), at::cat(targets), parallel::TokenLayout{at::cat(positions), at::cat(documents)}, self,
-         result);
+  return {at::cat(inputs), at::cat(targets), parallel::TokenLayout{at::cat(positions), at::cat(documents)}};
+}
+
+// This rank's zigzag share of a packed row over a group of `ranks`; padding
+// has input 0, no target and document -1.
+void runShare(model::LlamaImpl& model, const PackedRow& row, int ranks, int position, dist::Communicator& group,
+              HdpRankResult& result) {
+  const int64_t length = row.inputs.numel();
+  const at::Tensor index = at::tensor(parallel::zigzagIndices(length, ranks, position), at::kLong);
+  const at::Tensor padding = index.ge(length);
+  const at::Tensor clamped = index.clamp_max(length - 1);
+  const parallel::TokenLayout layout{row.layout.positions.index_select(0, clamped),
+                                     row.layout.documents.index_select(0, clamped).masked_fill_(padding, -1)};
+  runRow(model, row.inputs.index_select(0, clamped).masked_fill(padding, 0),
+         row.targets.index_select(0, clamped).masked_fill(padding, -1), layout, group, result);
+}
+
+void checkSequence(const at::Tensor& sequence, int64_t index) {
+  LOOM_CHECK(sequence.dim() == 1 && sequence.numel() >= 2, "HDP: sequence ", index,
+             " must hold at least 2 tokens (inputs and targets)");
 }
 
 }  // namespace
@@ -62,15 +71,35 @@ HdpRankResult runHdpStep(model::LlamaImpl& model, const parallel::HdpPlan& plan,
     for (const parallel::Placement& p : wave.placements) {
       if (rank < p.first_rank || rank >= p.first_rank + p.ranks) continue;
       const at::Tensor& sequence = sequences.at(static_cast<size_t>(p.sequence));
-      LOOM_CHECK(sequence.dim() == 1 && sequence.numel() >= 2, "HDP: sequence ", p.sequence,
-                 " must hold at least 2 tokens (inputs and targets)");
+      checkSequence(sequence, p.sequence);
       if (p.ranks == 1) {
         packed.push_back(sequence);
       } else {
-        runShare(model, sequence, p.ranks, rank - p.first_rank, groups.group(p.first_rank, p.ranks), result);
+        runShare(model, pack({sequence}), p.ranks, rank - p.first_rank, groups.group(p.first_rank, p.ranks), result);
       }
     }
-    if (!packed.empty()) runPacked(model, packed, groups.group(rank, 1), result);
+    if (!packed.empty()) {
+      const PackedRow row = pack(packed);
+      runRow(model, row.inputs, row.targets, row.layout, groups.group(rank, 1), result);
+    }
+  }
+  return result;
+}
+
+HdpRankResult runStaticStep(model::LlamaImpl& model, const parallel::StaticPlan& plan,
+                            const std::vector<at::Tensor>& sequences, parallel::GroupCache& groups) {
+  LOOM_CHECK(plan.pool == groups.size(), "static mesh: the plan is for ", plan.pool, " ranks but the pool has ",
+             groups.size());
+  const int rank = groups.rank();
+  HdpRankResult result;
+  for (const parallel::StaticRow& row : plan.rows) {
+    if (rank < row.first_rank || rank >= row.first_rank + plan.cp) continue;
+    std::vector<at::Tensor> members;
+    for (int64_t i : row.sequences) {
+      checkSequence(sequences.at(static_cast<size_t>(i)), i);
+      members.push_back(sequences[static_cast<size_t>(i)]);
+    }
+    runShare(model, pack(members), plan.cp, rank - row.first_rank, groups.group(row.first_rank, plan.cp), result);
   }
   return result;
 }

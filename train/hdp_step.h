@@ -12,6 +12,7 @@
 #include "model/llama.h"
 #include "parallel/group_cache.h"
 #include "parallel/hdp_plan.h"
+#include "parallel/static_plan.h"
 
 #include <ATen/core/Tensor.h>
 
@@ -31,5 +32,11 @@ struct HdpRankResult {
 /// parameters. Collective over the groups of the placements this rank is in.
 HdpRankResult runHdpStep(model::LlamaImpl& model, const parallel::HdpPlan& plan,
                          const std::vector<at::Tensor>& sequences, parallel::GroupCache& groups);
+
+/// The static dp x cp baseline (parallel/static_plan.h): every row of the
+/// plan whose group holds this rank runs with this rank's zigzag share of the
+/// packed row (each sequence its own document, positions restarting).
+HdpRankResult runStaticStep(model::LlamaImpl& model, const parallel::StaticPlan& plan,
+                            const std::vector<at::Tensor>& sequences, parallel::GroupCache& groups);
 
 }  // namespace loom::train

@@ -10,6 +10,7 @@
 #include "model/init.h"
 #include "parallel/group_cache.h"
 #include "parallel/hdp_plan.h"
+#include "parallel/static_plan.h"
 #include "tests/support/multi_rank.h"
 #include "train/hdp_step.h"
 
@@ -120,6 +121,33 @@ TEST(HdpStepTest, GradientsEqualSingleProcessForAnyAssignment) {
   }
   // Capacity 32: the long sequence now takes a group of 2, the 30 one a single rank.
   expectHdpEqualsReference(sequences, order, 32, reference, "capacity 32");
+}
+
+// The static dp x cp baseline computes the same gradients: cp 4 (one group of
+// all ranks, rows of up to 64 tokens) and cp 2 (two groups of 2).
+TEST(HdpStepTest, StaticMeshGradientsEqualSingleProcess) {
+  const std::vector<int64_t> lengths = {60, 30, 9, 7, 5, 5, 3, 2, 12, 1};
+  const std::vector<at::Tensor> sequences = makeSequences(lengths);
+  const std::vector<at::Tensor> reference = referenceGradients(sequences);
+  for (const int cp : {4, 2}) {
+    const parallel::StaticPlan plan = parallel::planStatic(lengths, kPool, cp, 64 / cp);
+    EXPECT_EQ(parallel::staticCp(60, 64 / cp), cp);
+    loom::test::runRanks(kPool, [&](int rank, dist::Communicator& comm) {
+      parallel::GroupCache groups(comm);
+      model::Llama m = makeModel();
+      const HdpRankResult result = runStaticStep(*m, plan, sequences, groups);
+      at::Tensor tokens = at::full({1}, static_cast<double>(result.tokens), at::kDouble);
+      comm.allReduce(tokens, dist::ReduceOp::kSum)->wait();
+      EXPECT_EQ(tokens.item<double>(), static_cast<double>(plan.global_tokens));
+      const std::vector<at::Tensor> params = m->parameters();
+      for (size_t i = 0; i < params.size(); ++i) {
+        at::Tensor g = params[i].grad().defined() ? params[i].grad().clone() : at::zeros_like(params[i]);
+        comm.allReduce(g, dist::ReduceOp::kSum)->wait();
+        EXPECT_LE(relativeDistance(g.div_(tokens.item<double>()), reference[i]), 1e-5)
+            << "cp " << cp << " rank " << rank << " parameter " << i;
+      }
+    });
+  }
 }
 
 TEST(HdpStepTest, RanksWithoutTokensStillJoinTheReduction) {
