@@ -20,6 +20,18 @@ GroupCache::GroupCache(dist::Communicator& pool) : rank_(pool.rank()), size_(poo
   }
 }
 
+int64_t GroupCache::bytesSent() const {
+  int64_t bytes = 0;
+  for (const auto& [block, comm] : groups_) bytes += comm->bytesSent();
+  return bytes;
+}
+
+int64_t GroupCache::bytesReceived() const {
+  int64_t bytes = 0;
+  for (const auto& [block, comm] : groups_) bytes += comm->bytesReceived();
+  return bytes;
+}
+
 dist::Communicator& GroupCache::group(int first_rank, int ranks) {
   const auto it = groups_.find({first_rank, ranks});
   LOOM_CHECK(it != groups_.end(), "group cache: rank ", rank_, " of ", size_, " has no group [", first_rank, ", ",

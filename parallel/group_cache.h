@@ -6,6 +6,7 @@
 
 #include "runtime/dist/communicator.h"
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <utility>
@@ -23,6 +24,9 @@ class GroupCache {
   dist::Communicator& group(int first_rank, int ranks);
 
   int rank() const { return rank_; }
+  /// Bytes this rank sent and received over all its groups so far.
+  int64_t bytesSent() const;
+  int64_t bytesReceived() const;
   int size() const { return size_; }
 
  private:
