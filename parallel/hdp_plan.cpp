@@ -131,6 +131,7 @@ HdpPlan planHdp(const std::vector<int64_t>& lengths, const HdpOptions& opts) {
   std::vector<Item> items(lengths.size());
   HdpPlan plan;
   plan.pool = opts.pool;
+  plan.capacity = opts.capacity;
   for (size_t i = 0; i < lengths.size(); ++i) {
     Item& item = items[i];
     item.sequence = static_cast<int64_t>(i);

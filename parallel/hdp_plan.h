@@ -100,6 +100,7 @@ struct Wave {
 
 struct HdpPlan {
   int pool = 0;
+  int64_t capacity = 0;  ///< C the plan was made for
   std::vector<Wave> waves;
   int64_t global_tokens = 0;      ///< sum of all lengths: the step's gradient divisor
   std::vector<double> rank_cost;  ///< per rank: summed cost over the step (0: no work)

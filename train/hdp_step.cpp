@@ -66,22 +66,40 @@ HdpRankResult runHdpStep(model::LlamaImpl& model, const parallel::HdpPlan& plan,
              groups.size());
   const int rank = groups.rank();
   HdpRankResult result;
+  // Groups in wave order (on every rank they come before its short sequences,
+  // so no member waits); the short sequences of all waves afterwards, repacked
+  // longest first into as few rows of at most C tokens as fit: a rank runs
+  // them alone, so their waves need not be kept.
+  std::vector<int64_t> short_ones;
   for (const parallel::Wave& wave : plan.waves) {
-    std::vector<at::Tensor> packed;
     for (const parallel::Placement& p : wave.placements) {
       if (rank < p.first_rank || rank >= p.first_rank + p.ranks) continue;
-      const at::Tensor& sequence = sequences.at(static_cast<size_t>(p.sequence));
-      checkSequence(sequence, p.sequence);
+      checkSequence(sequences.at(static_cast<size_t>(p.sequence)), p.sequence);
       if (p.ranks == 1) {
-        packed.push_back(sequence);
+        short_ones.push_back(p.sequence);
       } else {
-        runShare(model, pack({sequence}), p.ranks, rank - p.first_rank, groups.group(p.first_rank, p.ranks), result);
+        runShare(model, pack({sequences[static_cast<size_t>(p.sequence)]}), p.ranks, rank - p.first_rank,
+                 groups.group(p.first_rank, p.ranks), result);
       }
     }
-    if (!packed.empty()) {
-      const PackedRow row = pack(packed);
-      runRow(model, row.inputs, row.targets, row.layout, groups.group(rank, 1), result);
+  }
+  const auto length = [&](int64_t i) { return sequences[static_cast<size_t>(i)].numel() - 1; };
+  std::stable_sort(short_ones.begin(), short_ones.end(), [&](int64_t a, int64_t b) { return length(a) > length(b); });
+  std::vector<std::vector<at::Tensor>> rows;
+  std::vector<int64_t> row_tokens;
+  for (int64_t i : short_ones) {
+    size_t r = 0;
+    while (r < rows.size() && row_tokens[r] + length(i) > plan.capacity) ++r;
+    if (r == rows.size()) {
+      rows.emplace_back();
+      row_tokens.push_back(0);
     }
+    rows[r].push_back(sequences[static_cast<size_t>(i)]);
+    row_tokens[r] += length(i);
+  }
+  for (const auto& row : rows) {
+    const PackedRow packed = pack(row);
+    runRow(model, packed.inputs, packed.targets, packed.layout, groups.group(rank, 1), result);
   }
   return result;
 }

@@ -1,9 +1,11 @@
 // One rank's part of an HDP step (issue 6; parallel/hdp_plan.h, docs/hdp.md):
-// forward and backward of every placement of the plan that includes this rank,
-// wave by wave. A long sequence's context-parallel group runs the model with
-// ring attention over the group's cached communicator, this rank holding its
-// zigzag share; the short sequences a rank holds in a wave run packed in one
-// row, each causal within itself. Each rank's loss is the SUM of its tokens'
+// forward and backward of every placement of the plan that includes this rank.
+// A long sequence's context-parallel group runs the model with ring attention
+// over the group's cached communicator, this rank holding its zigzag share;
+// groups run in wave order. The rank's short sequences (of every wave) run
+// afterwards, repacked longest first into as few rows of at most C tokens as
+// fit, each sequence causal within itself (the planner puts a rank's groups
+// before its short sequences, so this keeps every group's members in step). Each rank's loss is the SUM of its tokens'
 // losses, so after summing gradients and token counts over the pool (one
 // reduction per step, by the caller) and dividing, the gradient is the global
 // per-token mean's, whatever the plan (parallel_elastic.md §2.4).
