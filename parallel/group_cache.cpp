@@ -6,17 +6,26 @@
 
 namespace loom::parallel {
 
-GroupCache::GroupCache(dist::Communicator& pool) : rank_(pool.rank()), size_(pool.size()) {
+GroupCache::GroupCache(dist::Communicator& pool)
+    : GroupCache(pool, [this, &pool](const std::vector<int>& members) -> dist::Communicator& {
+        owned_.push_back(pool.split(members));
+        return *owned_.back();
+      }) {}
+
+GroupCache::GroupCache(dist::Communicator& pool,
+                       const std::function<dist::Communicator&(const std::vector<int>&)>& split)
+    : rank_(pool.rank()), size_(pool.size()) {
   for (int ranks = 1; ranks <= size_; ranks *= 2) {
     const int first = rank_ / ranks * ranks;
     if (first + ranks > size_) break;  // larger aligned blocks would not fit either
     if (ranks == 1) {
-      groups_.emplace(std::make_pair(first, 1), dist::makeSelfCommunicator(pool.options()));
+      owned_.push_back(dist::makeSelfCommunicator(pool.options()));
+      groups_.emplace(std::make_pair(first, 1), owned_.back().get());
       continue;
     }
     std::vector<int> members;
     for (int r = first; r < first + ranks; ++r) members.push_back(r);
-    groups_.emplace(std::make_pair(first, ranks), pool.split(members));
+    groups_.emplace(std::make_pair(first, ranks), &split(members));
   }
 }
 

@@ -7,9 +7,11 @@
 #include "runtime/dist/communicator.h"
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <utility>
+#include <vector>
 
 namespace loom::parallel {
 
@@ -18,6 +20,10 @@ class GroupCache {
   /// Collective over `pool`: every rank splits the blocks that contain it,
   /// smallest first (1 + log2 communicators per rank). `pool` must outlive the cache.
   explicit GroupCache(dist::Communicator& pool);
+  /// The same, with blocks of two or more ranks made by `split` (ranks of the
+  /// pool, ascending), which owns what it returns: an elastic job's world
+  /// splits, so that its groups are aborted and retired with the generation.
+  GroupCache(dist::Communicator& pool, const std::function<dist::Communicator&(const std::vector<int>&)>& split);
 
   /// The communicator of block [first_rank, first_rank + ranks), which must
   /// contain this rank and be an aligned power-of-two block of the pool.
@@ -32,7 +38,8 @@ class GroupCache {
  private:
   int rank_;
   int size_;
-  std::map<std::pair<int, int>, std::unique_ptr<dist::Communicator>> groups_;  // (first, ranks) -> group
+  std::map<std::pair<int, int>, dist::Communicator*> groups_;  // (first, ranks) -> group
+  std::vector<std::unique_ptr<dist::Communicator>> owned_;
 };
 
 }  // namespace loom::parallel

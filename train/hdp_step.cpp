@@ -10,12 +10,12 @@ namespace {
 
 // Forward + backward of one row of tokens; `targets` -1 where no loss is taken.
 void runRow(model::LlamaImpl& model, const at::Tensor& inputs, const at::Tensor& targets,
-            const parallel::TokenLayout& layout, dist::Communicator& group, HdpRankResult& result) {
+            const parallel::TokenLayout& layout, dist::Communicator& group, double loss_scale, HdpRankResult& result) {
   const at::Tensor logits = model.forward(inputs.unsqueeze(0), layout, group);
   const at::Tensor rows = targets.ge(0).nonzero().squeeze(1);
   const at::Tensor loss =
       model::crossEntropySum(logits.squeeze(0).index_select(0, rows), targets.index_select(0, rows));
-  loss.backward();
+  loss.mul(loss_scale).backward();
   result.loss_sum += loss.item<double>();
   result.tokens += rows.numel();
   ++result.forwards;
@@ -42,7 +42,7 @@ PackedRow pack(const std::vector<at::Tensor>& sequences) {
 // This rank's zigzag share of a packed row over a group of `ranks`; padding
 // has input 0, no target and document -1.
 void runShare(model::LlamaImpl& model, const PackedRow& row, int ranks, int position, dist::Communicator& group,
-              HdpRankResult& result) {
+              double loss_scale, HdpRankResult& result) {
   const int64_t length = row.inputs.numel();
   const at::Tensor index = at::tensor(parallel::zigzagIndices(length, ranks, position), at::kLong);
   const at::Tensor padding = index.ge(length);
@@ -50,7 +50,7 @@ void runShare(model::LlamaImpl& model, const PackedRow& row, int ranks, int posi
   const parallel::TokenLayout layout{row.layout.positions.index_select(0, clamped),
                                      row.layout.documents.index_select(0, clamped).masked_fill_(padding, -1)};
   runRow(model, row.inputs.index_select(0, clamped).masked_fill(padding, 0),
-         row.targets.index_select(0, clamped).masked_fill(padding, -1), layout, group, result);
+         row.targets.index_select(0, clamped).masked_fill(padding, -1), layout, group, loss_scale, result);
 }
 
 void checkSequence(const at::Tensor& sequence, int64_t index) {
@@ -60,8 +60,18 @@ void checkSequence(const at::Tensor& sequence, int64_t index) {
 
 }  // namespace
 
+namespace {
+
+// Counts a sequence once over the pool: on the first rank of its group.
+void lead(int64_t sequence, HdpRankResult& result) {
+  ++result.sequences;
+  result.sequence_sum += static_cast<double>(sequence);
+}
+
+}  // namespace
+
 HdpRankResult runHdpStep(model::LlamaImpl& model, const parallel::HdpPlan& plan,
-                         const std::vector<at::Tensor>& sequences, parallel::GroupCache& groups) {
+                         const std::vector<at::Tensor>& sequences, parallel::GroupCache& groups, double loss_scale) {
   LOOM_CHECK(plan.pool == groups.size(), "HDP: the plan is for ", plan.pool, " ranks but the pool has ",
              groups.size());
   const int rank = groups.rank();
@@ -75,11 +85,12 @@ HdpRankResult runHdpStep(model::LlamaImpl& model, const parallel::HdpPlan& plan,
     for (const parallel::Placement& p : wave.placements) {
       if (rank < p.first_rank || rank >= p.first_rank + p.ranks) continue;
       checkSequence(sequences.at(static_cast<size_t>(p.sequence)), p.sequence);
+      if (rank == p.first_rank) lead(p.sequence, result);
       if (p.ranks == 1) {
         short_ones.push_back(p.sequence);
       } else {
         runShare(model, pack({sequences[static_cast<size_t>(p.sequence)]}), p.ranks, rank - p.first_rank,
-                 groups.group(p.first_rank, p.ranks), result);
+                 groups.group(p.first_rank, p.ranks), loss_scale, result);
       }
     }
   }
@@ -99,13 +110,14 @@ HdpRankResult runHdpStep(model::LlamaImpl& model, const parallel::HdpPlan& plan,
   }
   for (const auto& row : rows) {
     const PackedRow packed = pack(row);
-    runRow(model, packed.inputs, packed.targets, packed.layout, groups.group(rank, 1), result);
+    runRow(model, packed.inputs, packed.targets, packed.layout, groups.group(rank, 1), loss_scale, result);
   }
   return result;
 }
 
 HdpRankResult runStaticStep(model::LlamaImpl& model, const parallel::StaticPlan& plan,
-                            const std::vector<at::Tensor>& sequences, parallel::GroupCache& groups) {
+                            const std::vector<at::Tensor>& sequences, parallel::GroupCache& groups,
+                            double loss_scale) {
   LOOM_CHECK(plan.pool == groups.size(), "static mesh: the plan is for ", plan.pool, " ranks but the pool has ",
              groups.size());
   const int rank = groups.rank();
@@ -115,9 +127,11 @@ HdpRankResult runStaticStep(model::LlamaImpl& model, const parallel::StaticPlan&
     std::vector<at::Tensor> members;
     for (int64_t i : row.sequences) {
       checkSequence(sequences.at(static_cast<size_t>(i)), i);
+      if (rank == row.first_rank) lead(i, result);
       members.push_back(sequences[static_cast<size_t>(i)]);
     }
-    runShare(model, pack(members), plan.cp, rank - row.first_rank, groups.group(row.first_rank, plan.cp), result);
+    runShare(model, pack(members), plan.cp, rank - row.first_rank, groups.group(row.first_rank, plan.cp), loss_scale,
+             result);
   }
   return result;
 }

@@ -24,21 +24,27 @@
 namespace loom::train {
 
 struct HdpRankResult {
-  double loss_sum = 0;   ///< sum of this rank's token losses
-  int64_t tokens = 0;    ///< tokens whose loss this rank computed
-  int64_t forwards = 0;  ///< model forward passes run (0: idle this step)
+  double loss_sum = 0;       ///< sum of this rank's token losses
+  int64_t tokens = 0;        ///< tokens whose loss this rank computed
+  int64_t forwards = 0;      ///< model forward passes run (0: idle this step)
+  int64_t sequences = 0;     ///< sequences this rank leads (a group's first rank, or alone)
+  double sequence_sum = 0;   ///< the sum of their indices (every sequence once over the pool)
 };
 
 /// `sequences[i]`: int64 [L_i + 1] tokens of plan sequence i (inputs the
-/// first L_i, targets the last L_i). Gradients accumulate into the model's
-/// parameters. Collective over the groups of the placements this rank is in.
+/// first L_i, targets the last L_i). Gradients of `loss_scale` times the summed
+/// token losses accumulate into the model's parameters (the trainer passes
+/// 1 / the step's tokens). Collective over the groups of the placements this
+/// rank is in.
 HdpRankResult runHdpStep(model::LlamaImpl& model, const parallel::HdpPlan& plan,
-                         const std::vector<at::Tensor>& sequences, parallel::GroupCache& groups);
+                         const std::vector<at::Tensor>& sequences, parallel::GroupCache& groups,
+                         double loss_scale = 1.0);
 
 /// The static dp x cp baseline (parallel/static_plan.h): every row of the
 /// plan whose group holds this rank runs with this rank's zigzag share of the
 /// packed row (each sequence its own document, positions restarting).
 HdpRankResult runStaticStep(model::LlamaImpl& model, const parallel::StaticPlan& plan,
-                            const std::vector<at::Tensor>& sequences, parallel::GroupCache& groups);
+                            const std::vector<at::Tensor>& sequences, parallel::GroupCache& groups,
+                            double loss_scale = 1.0);
 
 }  // namespace loom::train

@@ -81,6 +81,20 @@ Trainer::Trainer(TrainerOptions opts, dist::Communicator* comm, elastic::Elastic
   if (!job.data.val_path.empty()) {
     val_shard_ = openShard(job.data.val_path, "data.val_path", job.model.vocab_size);
   }
+  if (job.context.documents()) {
+    data::DocumentOptions docs;
+    docs.lognormal_mu = std::log(job.context.median_tokens);
+    docs.lognormal_sigma = job.context.sigma;
+    docs.min_tokens = job.context.min_tokens;
+    docs.max_tokens = job.context.max_tokens;
+    docs.tokens_per_step = job.context.tokens_per_step;
+    docs.seed = job.train.seed;
+    try {
+      documents_ = std::make_unique<data::DocumentSampler>(train_shard_, docs);
+    } catch (const InputError& e) {
+      LOOM_THROW(InputError, "context (document mode) over data.train_path: ", e.what_without_backtrace());
+    }
+  }
   replica_comm_ = comm_;
   // A replacement learns its replica from the members (applyGenerationChange).
   if (job.outer.algorithm != OuterAlgorithm::kNone && !joinedLate()) formReplicas();
@@ -147,6 +161,16 @@ void Trainer::bindCommunicator() {
     loader_->seek(cursor);
   }
   if (job.outer.algorithm == OuterAlgorithm::kNone) replica_comm_ = comm_;
+  if (documents_) {
+    // Context-parallel groups of the current world; an elastic world owns and retires them.
+    groups_.reset();
+    groups_ = elastic_ != nullptr
+                  ? std::make_unique<parallel::GroupCache>(
+                        *comm_, [this](const std::vector<int>& ranks) -> dist::Communicator& {
+                          return elastic_->split(ranks);
+                        })
+                  : std::make_unique<parallel::GroupCache>(*comm_);
+  }
   // The optimizer refers to the reducer, which refers to the communicator.
   optimizer_.reset();
   reducer_.reset();
@@ -210,7 +234,7 @@ void Trainer::applyGenerationChange(const elastic::GenerationChange& change) {
   }
   generator_.set_state(state.rng_state);
   step_ = state.step;
-  tokens_ = step_ * opts_.job.train.global_batch * opts_.job.data.seq_len;
+  tokens_ = step_ * tokensPerStep();
   bindCommunicator();
   loader_->seek(state.data_cursor);
   NamedTensors inner;
@@ -371,28 +395,66 @@ double Trainer::reduceScalarOver(dist::Communicator& comm, double value, dist::R
   return t.item<double>();
 }
 
+int64_t Trainer::tokensPerStep() const {
+  const JobOptions& job = opts_.job;
+  return documents_ ? job.context.tokens_per_step : job.train.global_batch * job.data.seq_len;
+}
+
+HdpRankResult Trainer::documentStep() {
+  const ContextOptions& context = opts_.job.context;
+  std::vector<at::Tensor> sequences;
+  std::vector<int64_t> lengths;
+  for (const data::Document& d : documents_->step(step_)) {
+    sequences.push_back(documents_->tokens(d));
+    lengths.push_back(d.length);
+  }
+  // Planned over the current world: after a lost rank, over the survivors.
+  const double loss_scale = 1.0 / static_cast<double>(context.tokens_per_step);
+  if (context.mode == ContextMode::kHdp) {
+    const parallel::HdpOptions opts{comm_->size(), context.capacity, 1.0,
+                                    12.0 * static_cast<double>(opts_.job.model.dim)};
+    return runHdpStep(*model_, parallel::planHdp(lengths, opts), sequences, *groups_, loss_scale);
+  }
+  const int cp = context.cp > 0 ? static_cast<int>(context.cp) : parallel::staticCp(context.max_tokens, context.capacity);
+  return runStaticStep(*model_, parallel::planStatic(lengths, comm_->size(), cp, context.capacity), sequences,
+                       *groups_, loss_scale);
+}
+
 Trainer::StepResult Trainer::trainStep(double lr) {
   const JobOptions& job = opts_.job;
   const int64_t seq_len = job.data.seq_len;
   // A replica's batch is its ranks' share of the global batch (all of it without an outer optimizer).
-  const auto replica_tokens = static_cast<double>(loader_->groupCount() * seq_len);
+  const auto replica_tokens =
+      static_cast<double>(documents_ ? job.context.tokens_per_step : loader_->groupCount() * seq_len);
   reducer_->zeroGrad();
 
   // Each micro-batch adds d(sum of its token losses)/d(params) / global_tokens;
   // the last backward reduces gradients over ranks bucket by bucket as they
   // become final, so every rank ends with the gradient of the global mean loss.
-  const int64_t first_sample = loader_->cursor() + loader_->rankOffset();
-  const int64_t samples = loader_->rankCount();
-  const std::vector<at::Tensor> micro_batches = loader_->nextStep();
-  faults_.at(FaultPhase::kForward, step_ + 1);
+  int64_t first_sample = loader_->cursor() + loader_->rankOffset();
+  int64_t samples = loader_->rankCount();
+  double sample_sum = static_cast<double>(samples) * (2.0 * static_cast<double>(first_sample) +
+                                                      static_cast<double>(samples) - 1) / 2;
   double local_loss_sum = 0;
-  for (size_t i = 0; i < micro_batches.size(); ++i) {
-    const at::Tensor& batch = micro_batches[i];
-    if (i + 1 == micro_batches.size()) reducer_->armForLastBackward();
-    const at::Tensor logits = model_->forward(batch.narrow(1, 0, seq_len));
-    const at::Tensor loss_sum = model::crossEntropySum(logits, batch.narrow(1, 1, seq_len));
-    local_loss_sum += loss_sum.item<double>();
-    loss_sum.div(replica_tokens).backward();
+  if (documents_) {
+    // Documents: samples are the step's documents, counted once each by the rank leading them.
+    faults_.at(FaultPhase::kForward, step_ + 1);
+    const HdpRankResult result = documentStep();
+    local_loss_sum = result.loss_sum;
+    samples = result.sequences;
+    sample_sum = result.sequence_sum;
+    reducer_->armForLastBackward();  // one reduction after every backward of the step
+  } else {
+    const std::vector<at::Tensor> micro_batches = loader_->nextStep();
+    faults_.at(FaultPhase::kForward, step_ + 1);
+    for (size_t i = 0; i < micro_batches.size(); ++i) {
+      const at::Tensor& batch = micro_batches[i];
+      if (i + 1 == micro_batches.size()) reducer_->armForLastBackward();
+      const at::Tensor logits = model_->forward(batch.narrow(1, 0, seq_len));
+      const at::Tensor loss_sum = model::crossEntropySum(logits, batch.narrow(1, 1, seq_len));
+      local_loss_sum += loss_sum.item<double>();
+      loss_sum.div(replica_tokens).backward();
+    }
   }
   faults_.at(FaultPhase::kAllReduce, step_ + 1);
   const parallel::ReduceStats stats = reducer_->finish();
@@ -410,7 +472,7 @@ Trainer::StepResult Trainer::trainStep(double lr) {
     // With replicas: each replica's mean loss, summed over replicas.
     v[0] = outer_ ? local_loss_sum / replica_tokens : local_loss_sum;
     v[1] = static_cast<double>(samples);
-    v[2] = static_cast<double>(samples) * (2.0 * static_cast<double>(first_sample) + static_cast<double>(samples) - 1) / 2;
+    v[2] = sample_sum;
     v[3] = elastic_->joinersWaiting() ? 1.0 : 0.0;
     comm_->allReduce(vote, dist::ReduceOp::kSum)->wait();
     result.loss = outer_ ? v[0] / replicas_ : v[0] / replica_tokens;
@@ -595,7 +657,7 @@ void Trainer::forgetStepsAfter(int64_t step, RunSummary& summary) {
 void Trainer::iterate(RunSummary& summary, const std::function<bool()>& stop_requested, bool* stop) {
   const JobOptions& job = opts_.job;
   const int64_t total = job.train.steps;
-  const int64_t global_tokens = job.train.global_batch * job.data.seq_len;
+  const int64_t global_tokens = tokensPerStep();
   const double lr = optim::learningRate(job.optimizer, step_, total);
   const auto start = Clock::now();
   comm_->setStep(step_ + 1);

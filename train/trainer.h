@@ -14,8 +14,11 @@
 #include "runtime/dist/communicator.h"
 #include "train/checkpoint/checkpoint.h"
 #include "train/data/data_loader.h"
+#include "train/data/document_sampler.h"
+#include "parallel/group_cache.h"
 #include "train/elastic_session.h"
 #include "train/fault_injection.h"
+#include "train/hdp_step.h"
 #include "train/metrics_log.h"
 #include "train/replica_layout.h"
 
@@ -76,6 +79,12 @@ class Trainer {
 
   Trainer(TrainerOptions opts, dist::Communicator* comm, elastic::ElasticWorld* world, const Logger& log);
   StepResult trainStep(double lr);
+  /// context.mode STATIC or HDP: forward and backward of this step's
+  /// documents, planned over the current world (docs/hdp.md); returns this
+  /// rank's loss sum, documents led and their index sum.
+  HdpRankResult documentStep();
+  /// Tokens trained per step (the global batch's, or context.tokens_per_step).
+  int64_t tokensPerStep() const;
   /// One iteration of run()'s loop: a step and what follows it (metrics,
   /// validation, checkpoint, the stop vote, admitting joiners).
   void iterate(RunSummary& summary, const std::function<bool()>& stop_requested, bool* stop);
@@ -136,6 +145,8 @@ class Trainer {
   std::shared_ptr<const data::TokenShard> train_shard_;
   std::shared_ptr<const data::TokenShard> val_shard_;
   std::unique_ptr<data::DataLoader> loader_;
+  std::unique_ptr<data::DocumentSampler> documents_;  ///< context.mode STATIC or HDP
+  std::unique_ptr<parallel::GroupCache> groups_;      ///< their groups, split per generation
   model::Llama model_{nullptr};
   // Without an outer optimizer the replica is the world. With one, ranks of a
   // replica reduce gradients over replica_comm_ and replicas meet only through

@@ -182,6 +182,31 @@ void copyElastic(const ElasticConfig& from, ElasticOptions& to, std::vector<Viol
   }
 }
 
+void copyContext(const ContextConfig& from, ContextOptions& to, std::vector<Violation>& violations) {
+  LOOM_COPY_PRESENT(from, to, cp);
+  LOOM_COPY_PRESENT(from, to, capacity);
+  LOOM_COPY_PRESENT(from, to, tokens_per_step);
+  LOOM_COPY_PRESENT(from, to, median_tokens);
+  LOOM_COPY_PRESENT(from, to, sigma);
+  LOOM_COPY_PRESENT(from, to, min_tokens);
+  LOOM_COPY_PRESENT(from, to, max_tokens);
+  if (from.has_mode()) {
+    switch (from.mode()) {
+      case ContextConfig::NONE:
+        to.mode = ContextMode::kNone;
+        break;
+      case ContextConfig::STATIC:
+        to.mode = ContextMode::kStatic;
+        break;
+      case ContextConfig::HDP:
+        to.mode = ContextMode::kHdp;
+        break;
+      default:
+        enumViolation(*ContextConfig::descriptor()->FindFieldByName("mode"), from.mode(), violations);
+    }
+  }
+}
+
 void copyLogging(const LoggingConfig& from, LoggingOptions& to, std::vector<Violation>& violations) {
   LOOM_COPY_PRESENT(from, to, log_every);
   LOOM_COPY_PRESENT(from, to, peak_tflops);
@@ -263,6 +288,18 @@ ElasticConfig::Policy toProtoPolicy(ElasticPolicy policy) {
   LOOM_CHECK(false, "unknown ElasticPolicy ", static_cast<int>(policy));
 }
 
+ContextConfig::Mode toProtoContextMode(ContextMode mode) {
+  switch (mode) {
+    case ContextMode::kNone:
+      return ContextConfig::NONE;
+    case ContextMode::kStatic:
+      return ContextConfig::STATIC;
+    case ContextMode::kHdp:
+      return ContextConfig::HDP;
+  }
+  LOOM_CHECK(false, "unknown ContextMode ", static_cast<int>(mode));
+}
+
 LoggingConfig::Level toProtoLevel(LogLevel level) {
   switch (level) {
     case LogLevel::kDebug:
@@ -288,6 +325,7 @@ JobOptions fromProto(const LoomConfig& config, std::vector<Violation>& violation
   copyOptimizer(config.optimizer(), options.optimizer);
   copyOuter(config.outer(), options.outer, violations);
   copyElastic(config.elastic(), options.elastic, violations);
+  copyContext(config.context(), options.context, violations);
   copyLogging(config.logging(), options.logging, violations);
   return options;
 }
@@ -373,6 +411,17 @@ LoomConfig toProto(const JobOptions& options) {
   LOOM_COPY_TO_PROTO(e, elastic, rebuild_timeout_s);
   LOOM_COPY_TO_PROTO(e, elastic, poll_interval_s);
   LOOM_COPY_TO_PROTO(e, elastic, join_timeout_s);
+
+  const ContextOptions& c = options.context;
+  ContextConfig& context = *config.mutable_context();
+  context.set_mode(toProtoContextMode(c.mode));
+  LOOM_COPY_TO_PROTO(c, context, cp);
+  LOOM_COPY_TO_PROTO(c, context, capacity);
+  LOOM_COPY_TO_PROTO(c, context, tokens_per_step);
+  LOOM_COPY_TO_PROTO(c, context, median_tokens);
+  LOOM_COPY_TO_PROTO(c, context, sigma);
+  LOOM_COPY_TO_PROTO(c, context, min_tokens);
+  LOOM_COPY_TO_PROTO(c, context, max_tokens);
 
   const LoggingOptions& l = options.logging;
   LoggingConfig& logging = *config.mutable_logging();

@@ -164,6 +164,22 @@ struct LoggingOptions {
   double peak_tflops = 0;            ///< per-rank peak for MFU; 0 = measure a GEMM at start-up
 };
 
+enum class ContextMode { kNone, kStatic, kHdp };
+
+/// How sequences are laid out over ranks (docs/hdp.md); documents iff mode != kNone.
+struct ContextOptions {
+  ContextMode mode = ContextMode::kNone;
+  int64_t cp = 0;                 ///< STATIC: group size; 0 = sized for max_tokens
+  int64_t capacity = 4096;        ///< tokens a rank holds at once (C)
+  int64_t tokens_per_step = 65536;
+  double median_tokens = 1024;    ///< lognormal median of the document length
+  double sigma = 1.5;             ///< lognormal sigma
+  int64_t min_tokens = 16;
+  int64_t max_tokens = 16384;
+
+  bool documents() const { return mode != ContextMode::kNone; }
+};
+
 /// The whole job, as the layers consume it.
 struct JobOptions {
   ModelOptions model;
@@ -173,6 +189,7 @@ struct JobOptions {
   OuterOptions outer;
   ParallelOptions parallel;
   ElasticOptions elastic;
+  ContextOptions context;
   LoggingOptions logging;
 };
 

@@ -270,6 +270,60 @@ void checkOuter(const OuterOptions& outer, const ParallelOptions& parallel, int 
   }
 }
 
+// The largest power of two <= n (n >= 1): the largest aligned group a pool of n ranks has.
+int64_t largestPowerOfTwo(int64_t n) {
+  int64_t p = 1;
+  while (p * 2 <= n) p *= 2;
+  return p;
+}
+
+void checkContext(const JobOptions& job, int world_size, Checker& check) {
+  const ContextOptions& c = job.context;
+  if (!c.documents()) return;
+  check.atLeast("context.capacity", c.capacity, 1);
+  check.atLeast("context.min_tokens", c.min_tokens, 1);
+  check.positive("context.median_tokens", c.median_tokens);
+  check.nonNegative("context.sigma", c.sigma);
+  check.require(c.max_tokens >= 2 * c.min_tokens - 1, {"context.max_tokens", "context.min_tokens"},
+                c10::str("context.max_tokens (", c.max_tokens, ") must be >= 2 * context.min_tokens - 1 (",
+                         2 * c.min_tokens - 1, "): every step's last document must fit in [min, max]"));
+  check.require(c.tokens_per_step >= c.min_tokens && c.min_tokens >= 1 &&
+                    c.tokens_per_step / c.min_tokens < (int64_t{1} << 20),
+                {"context.tokens_per_step"},
+                c10::str("context.tokens_per_step (", c.tokens_per_step, ") must be >= context.min_tokens (",
+                         c.min_tokens, ") and hold fewer than 2^20 documents"));
+  check.require(c.max_tokens <= job.model.max_seq_len, {"context.max_tokens", "model.max_seq_len"},
+                c10::str("context.max_tokens (", c.max_tokens, ") exceeds model.max_seq_len (", job.model.max_seq_len,
+                         "): RoPE has no positions for longer documents"));
+  check.require(job.outer.algorithm == OuterAlgorithm::kNone, {"context.mode", "outer.algorithm"},
+                "context.mode STATIC or HDP with an outer optimizer is not supported yet: set outer.algorithm: NONE");
+  if (c.capacity < 1) return;
+  if (c.mode == ContextMode::kHdp) {
+    // An elastic job may shrink to elastic.min_ranks: every document must fit that pool too.
+    const int64_t smallest = job.elastic.enabled() ? std::max<int64_t>(1, job.elastic.min_ranks) : world_size;
+    const int64_t group = largestPowerOfTwo(smallest);
+    check.require(c.max_tokens <= group * c.capacity, {"context.max_tokens", "context.capacity"},
+                  c10::str("context.max_tokens (", c.max_tokens, ") exceeds the largest group of ", group,
+                           " rank(s) x context.capacity (", c.capacity, ") = ", group * c.capacity,
+                           job.elastic.enabled() ? " at elastic.min_ranks" : "",
+                           ": raise the capacity or lower max_tokens"));
+  } else {
+    int64_t cp = c.cp;
+    if (cp == 0) {
+      cp = 1;
+      while (cp * c.capacity < c.max_tokens) cp *= 2;
+    }
+    check.require(cp >= 1 && (cp & (cp - 1)) == 0 && world_size % cp == 0, {"context.cp"},
+                  c10::str("context.cp (", cp, c.cp == 0 ? ", sized for max_tokens" : "",
+                           ") must be a power of two dividing the world size (", world_size, ")"));
+    check.require(c.max_tokens <= cp * c.capacity, {"context.max_tokens", "context.cp"},
+                  c10::str("context.max_tokens (", c.max_tokens, ") exceeds context.cp x context.capacity (",
+                           cp * c.capacity, ")"));
+    check.require(!job.elastic.enabled(), {"context.mode", "elastic.policy"},
+                  "context.mode STATIC cannot re-plan over the survivors of a lost rank: use HDP with elastic.policy");
+  }
+}
+
 }  // namespace
 
 std::vector<Violation> findViolations(const JobOptions& options, int world_size) {
@@ -282,6 +336,7 @@ std::vector<Violation> findViolations(const JobOptions& options, int world_size)
   checkOptimizer(options.optimizer, check);
   checkOuter(options.outer, options.parallel, world_size, check);
   checkElastic(options.elastic, options, world_size, check);
+  checkContext(options, world_size, check);
   check.atLeast("logging.log_every", options.logging.log_every, 1);
   check.nonNegative("logging.peak_tflops", options.logging.peak_tflops);
   return check.take();

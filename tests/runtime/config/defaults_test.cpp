@@ -100,6 +100,16 @@ TEST(DefaultsTest, EveryOuterAlgorithmAndCodecConverts) {
   }
 }
 
+TEST(DefaultsTest, EveryContextModeConverts) {
+  for (ContextMode mode : {ContextMode::kNone, ContextMode::kStatic, ContextMode::kHdp}) {
+    JobOptions options;
+    options.context.mode = mode;
+    std::vector<Violation> violations;
+    test::expectSameOptions(options, fromProto(toProto(options), violations));
+    EXPECT_TRUE(violations.empty());
+  }
+}
+
 TEST(DefaultsTest, OuterSentinelsResolvePerAlgorithm) {
   OuterOptions outer;
   outer.algorithm = OuterAlgorithm::kDiLoCo;
@@ -191,6 +201,19 @@ TEST(DefaultsTest, ElasticConfigIsTheTinyJobWithZero1AndAnElasticSection) {
   expected.elastic.min_ranks = 2;
   expected.elastic.heartbeat_timeout_s = 5;
   test::expectSameOptions(expected, loadJobConfig(test::sourcePath("configs/elastic.pbtxt"), {}, 4));
+}
+
+TEST(DefaultsTest, HdpConfigIsTheTinyJobOnDocuments) {
+  JobOptions expected = loadJobConfig(test::sourcePath("configs/tiny.pbtxt"), {}, 4);
+  expected.train.out_dir = "runs/hdp";
+  expected.model.max_seq_len = 4096;
+  expected.context.mode = ContextMode::kHdp;
+  expected.context.capacity = 2048;
+  expected.context.tokens_per_step = 8192;
+  expected.context.median_tokens = 256;
+  expected.context.sigma = 1.5;
+  expected.context.max_tokens = 4096;
+  test::expectSameOptions(expected, loadJobConfig(test::sourcePath("configs/hdp.pbtxt"), {}, 4));
 }
 
 // Every shipped config passes validation and writes to its own directory.

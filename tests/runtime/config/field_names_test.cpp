@@ -39,14 +39,14 @@ TEST(FieldNamesTest, UnknownFieldMessages) {
   EXPECT_EQ(unknownFieldMessage(*ElasticConfig::descriptor(), "x"), "elastic has no field \"x\" (fields: policy, min_ranks, max_ranks, heartbeat_interval_s, heartbeat_timeout_s, rebuild_timeout_s, poll_interval_s, join_timeout_s)");
   EXPECT_EQ(unknownFieldMessage(*LoomConfig::descriptor(), "trian"),
             "config has no section \"trian\" (did you mean \"train\"? sections: model, data, train, parallel, "
-            "optimizer, outer, elastic, logging)");
+            "optimizer, outer, elastic, context, logging)");
   EXPECT_EQ(unknownFieldMessage(*OuterConfig::descriptor(), "sync_evry"),
             "outer has no field \"sync_evry\" (did you mean \"sync_every\"? fields: algorithm, sync_every, lr, "
             "momentum, nesterov, codec, replicas, fragments, fragment_delay, fragment_alpha, delayed, group_size, "
             "consensus, staleness_penalty, clip)");
   EXPECT_EQ(unknownFieldMessage(*LoomConfig::descriptor(), "outter"),
             "config has no section \"outter\" (did you mean \"outer\"? sections: model, data, train, parallel, "
-            "optimizer, outer, elastic, logging)");
+            "optimizer, outer, elastic, context, logging)");
 }
 
 TEST(FieldNamesTest, ValidEnumNamesLeaveOutUnspecified) {

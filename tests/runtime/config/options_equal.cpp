@@ -70,6 +70,14 @@ void expectSameOptions(const JobOptions& expected, const JobOptions& actual) {
   LOOM_EXPECT_FIELD(elastic, rebuild_timeout_s);
   LOOM_EXPECT_FIELD(elastic, poll_interval_s);
   LOOM_EXPECT_FIELD(elastic, join_timeout_s);
+  LOOM_EXPECT_FIELD(context, mode);
+  LOOM_EXPECT_FIELD(context, cp);
+  LOOM_EXPECT_FIELD(context, capacity);
+  LOOM_EXPECT_FIELD(context, tokens_per_step);
+  LOOM_EXPECT_FIELD(context, median_tokens);
+  LOOM_EXPECT_FIELD(context, sigma);
+  LOOM_EXPECT_FIELD(context, min_tokens);
+  LOOM_EXPECT_FIELD(context, max_tokens);
   LOOM_EXPECT_FIELD(logging, log_every);
   LOOM_EXPECT_FIELD(logging, level);
   LOOM_EXPECT_FIELD(logging, peak_tflops);
@@ -140,6 +148,15 @@ JobOptions nonDefaultOptions() {
   o.elastic.rebuild_timeout_s = 12;
   o.elastic.poll_interval_s = 0.05;
   o.elastic.join_timeout_s = 1.5;
+  // Document mode is invalid with the outer optimizer above (EveryContextModeConverts covers
+  // the modes); every other context field differs from its default.
+  o.context.cp = 2;
+  o.context.capacity = 512;
+  o.context.tokens_per_step = 8192;
+  o.context.median_tokens = 300;
+  o.context.sigma = 0.75;
+  o.context.min_tokens = 8;
+  o.context.max_tokens = 1024;
   o.logging.log_every = 1;
   o.logging.level = LogLevel::kDebug;
   o.logging.peak_tflops = 123.456;

@@ -123,7 +123,7 @@ TEST(OverridesTest, UnknownOuterFieldSuggestsTheClosest) {
 TEST(OverridesTest, UnknownSectionSuggestsTheClosest) {
   EXPECT_EQ(overrideError({"optimiser.lr=1"}),
             "--set optimiser.lr=1: config has no section \"optimiser\" (did you mean \"optimizer\"? sections: model, "
-            "data, train, parallel, optimizer, outer, elastic, logging)");
+            "data, train, parallel, optimizer, outer, elastic, context, logging)");
 }
 
 TEST(OverridesTest, MalformedOverrides) {

@@ -48,7 +48,7 @@ TEST(ParseErrorsTest, UnknownFieldFarFromEveryNameGetsNoSuggestion) {
 TEST(ParseErrorsTest, UnknownSectionListsTheSections) {
   EXPECT_EQ(parseError("\nmodle { dim: 8 }\n"),
             "job.pbtxt:2:1: config has no section \"modle\" (did you mean \"model\"? sections: model, data, train, "
-            "parallel, optimizer, outer, elastic, logging)");
+            "parallel, optimizer, outer, elastic, context, logging)");
 }
 
 TEST(ParseErrorsTest, StringForIntegerPointsAtTheValue) {

@@ -281,6 +281,37 @@ TEST(ValidateTest, ElasticRules) {
   EXPECT_TRUE(messages(options, 4).empty());
 }
 
+TEST(ValidateTest, ContextRules) {
+  JobOptions options = validOptions();
+  options.model.max_seq_len = 4096;
+  options.context.mode = ContextMode::kHdp;
+  options.context.capacity = 1024;
+  options.context.max_tokens = 4096;
+  EXPECT_TRUE(messages(options, 4).empty());
+  // 3 ranks: the largest aligned group is 2, which holds 2048 tokens.
+  EXPECT_THAT(messages(options, 3),
+              testing::Contains(testing::HasSubstr("exceeds the largest group of 2 rank(s) x context.capacity")));
+  // Elastic: it must fit the pool at elastic.min_ranks.
+  options.elastic.policy = ElasticPolicy::kShrink;
+  options.elastic.min_ranks = 2;
+  EXPECT_THAT(messages(options, 4), testing::ElementsAre(testing::HasSubstr("at elastic.min_ranks")));
+  options.elastic.policy = ElasticPolicy::kNone;
+  options.context.mode = ContextMode::kStatic;  // cp sized for max_tokens: 4
+  EXPECT_TRUE(messages(options, 4).empty());
+  EXPECT_THAT(messages(options, 2), testing::Contains(testing::HasSubstr("must be a power of two dividing the world")));
+  options.context.cp = 2;
+  EXPECT_THAT(messages(options, 4), testing::ElementsAre(testing::HasSubstr("exceeds context.cp x context.capacity")));
+  options.context.cp = 0;
+  options.context.max_tokens = 8192;
+  EXPECT_THAT(messages(options, 8), testing::Contains(testing::HasSubstr("exceeds model.max_seq_len")));
+  options.context.max_tokens = 4096;
+  options.context.min_tokens = 3000;
+  EXPECT_THAT(messages(options, 4), testing::Contains(testing::HasSubstr("must be >= 2 * context.min_tokens - 1")));
+  options.context.min_tokens = 16;
+  options.outer.algorithm = OuterAlgorithm::kDiLoCo;
+  EXPECT_THAT(messages(options, 4), testing::Contains(testing::HasSubstr("with an outer optimizer is not supported")));
+}
+
 TEST(ValidateTest, GlobalBatchMustSplitEvenlyOverRanks) {
   JobOptions options = validOptions();
   options.train.global_batch = 10;
