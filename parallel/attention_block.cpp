@@ -47,6 +47,22 @@ std::vector<Box> boxesOf(const at::Tensor& mask, int64_t rows, int64_t cols) {
   return boxes;
 }
 
+// One rectangle's inputs in float32, and its part of the mask (undefined: all allowed).
+struct BoxInputs {
+  int64_t rows, cols;
+  at::Tensor q, k, v, mask;
+};
+
+BoxInputs sliceBox(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
+                   const Box& box) {
+  BoxInputs in{box.row_end - box.row_begin, box.col_end - box.col_begin, {}, {}, {}, {}};
+  in.q = q.narrow(2, box.row_begin, in.rows).to(at::kFloat);
+  in.k = k.narrow(2, box.col_begin, in.cols).to(at::kFloat);
+  in.v = v.narrow(2, box.col_begin, in.cols).to(at::kFloat);
+  if (mask.defined()) in.mask = mask.slice(0, box.row_begin, box.row_end).slice(1, box.col_begin, box.col_end);
+  return in;
+}
+
 void checkShapes(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask) {
   LOOM_CHECK(q.dim() == 4 && k.dim() == 4 && v.sizes() == k.sizes() && q.size(0) == k.size(0) &&
                  q.size(3) == k.size(3) && k.size(1) > 0 && q.size(1) % k.size(1) == 0,
@@ -104,18 +120,12 @@ BlockAttention blockAttention(const at::Tensor& q, const at::Tensor& k, const at
   BlockAttention result{at::zeros({b, h, lq, d}, at::kFloat), at::full({b, h, lq}, kMinusInf, at::kFloat)};
   const int64_t group = h / kv;
   for (const Box& box : boxesOf(mask, lq, k.size(2))) {
-    const int64_t rows = box.row_end - box.row_begin;
-    const int64_t cols = box.col_end - box.col_begin;
-    const at::Tensor qb = q.narrow(2, box.row_begin, rows).to(at::kFloat);
-    const at::Tensor kb = k.narrow(2, box.col_begin, cols).to(at::kFloat);
-    const at::Tensor vb = v.narrow(2, box.col_begin, cols).to(at::kFloat);
-    const at::Tensor mb =
-        mask.defined() ? mask.slice(0, box.row_begin, box.row_end).slice(1, box.col_begin, box.col_end) : at::Tensor();
-    const at::Tensor scores = maskedScores(groupByKv(qb, kv), kb, mb, scale, group, rows);  // [B, KV, G, R, C]
-    const at::Tensor lse = at::logsumexp(scores, -1);                                         // [B, KV, G, R]
-    const at::Tensor probs = probabilities(scores, lse).view({b, kv, group * rows, cols});
-    result.out.narrow(2, box.row_begin, rows).copy_(at::matmul(probs, vb).view({b, h, rows, d}));
-    result.lse.narrow(2, box.row_begin, rows).copy_(lse.view({b, h, rows}));
+    const BoxInputs in = sliceBox(q, k, v, mask, box);
+    const at::Tensor scores = maskedScores(groupByKv(in.q, kv), in.k, in.mask, scale, group, in.rows);  // [B,KV,G,R,C]
+    const at::Tensor lse = at::logsumexp(scores, -1);                                                     // [B,KV,G,R]
+    const at::Tensor probs = probabilities(scores, lse).view({b, kv, group * in.rows, in.cols});
+    result.out.narrow(2, box.row_begin, in.rows).copy_(at::matmul(probs, in.v).view({b, h, in.rows, d}));
+    result.lse.narrow(2, box.row_begin, in.rows).copy_(lse.view({b, h, in.rows}));
   }
   return result;
 }
@@ -142,19 +152,17 @@ BlockGradients blockAttentionBackward(const at::Tensor& q, const at::Tensor& k, 
                        at::zeros({b, kv, lk, d}, at::kFloat)};
   const int64_t group = h / kv;
   for (const Box& box : boxesOf(mask, lq, lk)) {
-    const int64_t rows = box.row_end - box.row_begin;
-    const int64_t cols = box.col_end - box.col_begin;
-    const at::Tensor qb = q.narrow(2, box.row_begin, rows).to(at::kFloat);
-    const at::Tensor kb = k.narrow(2, box.col_begin, cols).to(at::kFloat);
-    const at::Tensor vb = v.narrow(2, box.col_begin, cols).to(at::kFloat);
-    const at::Tensor mb =
-        mask.defined() ? mask.slice(0, box.row_begin, box.row_end).slice(1, box.col_begin, box.col_end) : at::Tensor();
+    const BoxInputs in = sliceBox(q, k, v, mask, box);
+    const int64_t rows = in.rows;
+    const int64_t cols = in.cols;
+    const at::Tensor& kb = in.k;
+    const at::Tensor& vb = in.v;
     const at::Tensor ob = groupByKv(out.narrow(2, box.row_begin, rows).to(at::kFloat), kv);
     const at::Tensor dob = groupByKv(dout.narrow(2, box.row_begin, rows).to(at::kFloat), kv);
     const at::Tensor lseb = lse.narrow(2, box.row_begin, rows).reshape({b, kv, group, rows});
-    const at::Tensor qg = groupByKv(qb, kv);
+    const at::Tensor qg = groupByKv(in.q, kv);
     const at::Tensor probs =
-        probabilities(maskedScores(qg, kb, mb, scale, group, rows), lseb).view({b, kv, group * rows, cols});
+        probabilities(maskedScores(qg, kb, in.mask, scale, group, rows), lseb).view({b, kv, group * rows, cols});
     const at::Tensor delta = (dob * ob).sum(-1, /*keepdim=*/true);                 // D: [B, KV, G*R, 1]
     const at::Tensor ds = probs * (at::matmul(dob, vb.transpose(2, 3)) - delta);  // [B, KV, G*R, C]
     // Rows of different rectangles are disjoint; their columns may overlap.

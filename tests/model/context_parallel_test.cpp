@@ -4,13 +4,12 @@
 // losses of its own tokens, gives after summing over ranks the loss and
 // parameter gradients of the single-process model on the whole sequence, to
 // 1e-5 relative. Packed documents (causal within each) and padding included.
-#include "model/init.h"
 #include "model/llama.h"
 #include "parallel/ring_attention.h"
+#include "tests/model/tiny_model.h"
 #include "tests/support/multi_rank.h"
 
 #include <ATen/ATen.h>
-#include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
 #include <vector>
@@ -18,24 +17,7 @@
 namespace loom::model {
 namespace {
 
-ModelOptions tinyOptions() {
-  ModelOptions o;
-  o.vocab_size = 64;
-  o.dim = 32;
-  o.layers = 2;
-  o.heads = 4;
-  o.kv_heads = 2;
-  o.ffn_dim = 48;
-  o.max_seq_len = 64;
-  return o;
-}
-
-Llama makeModel(uint64_t seed) {
-  Llama model(tinyOptions());
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  initializeParameters(*model, gen);
-  return model;
-}
+Llama makeModel(uint64_t seed) { return test::tinyModel(64, seed); }
 
 double relativeDistance(const at::Tensor& a, const at::Tensor& b) {
   return (a.to(at::kDouble) - b.to(at::kDouble)).norm().item<double>() / b.to(at::kDouble).norm().item<double>();

@@ -7,15 +7,14 @@
 // lowering the capacity (other group sizes, more waves) does not change it;
 // ranks that run different numbers of forwards or none at all still join the
 // one reduction.
-#include "model/init.h"
 #include "parallel/group_cache.h"
 #include "parallel/hdp_plan.h"
 #include "parallel/static_plan.h"
+#include "tests/model/tiny_model.h"
 #include "tests/support/multi_rank.h"
 #include "train/hdp_step.h"
 
 #include <ATen/ATen.h>
-#include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -27,20 +26,7 @@ namespace {
 
 constexpr int kPool = 4;
 
-model::Llama makeModel() {
-  ModelOptions o;
-  o.vocab_size = 64;
-  o.dim = 32;
-  o.layers = 2;
-  o.heads = 4;
-  o.kv_heads = 2;
-  o.ffn_dim = 48;
-  o.max_seq_len = 128;
-  model::Llama m(o);
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(5);
-  model::initializeParameters(*m, gen);
-  return m;
-}
+model::Llama makeModel() { return model::test::tinyModel(128, 5); }
 
 std::vector<at::Tensor> makeSequences(const std::vector<int64_t>& lengths) {
   const at::Generator gen = at::detail::createCPUGenerator(9);
