@@ -121,6 +121,11 @@ class RingAttentionFunction : public torch::autograd::Function<RingAttentionFunc
     at::Tensor kv_in = at::empty_like(kv);
     at::Tensor dkv_in = at::empty_like(dkv);
     for (int step = 0; step < ring.size; ++step) {
+      // The next key/value block travels while this one's gradients compute
+      // (the block only reads kv); the accumulator can leave only afterwards.
+      Exchange kv_exchange;
+      const bool more = step + 1 < ring.size;
+      if (more) kv_exchange = rotate(ring, kv, kv_in, kBackwardTag + 2 * step + 1);
       const BlockGradients g = blockAttentionBackward(
           q, kv[0], kv[1], maskFor(layouts, ring.rank, ring.sourceAt(step), causal), scale, out, lse, dout);
       dq.add_(g.dq);
@@ -129,9 +134,6 @@ class RingAttentionFunction : public torch::autograd::Function<RingAttentionFunc
       if (ring.size == 1) break;  // a ring of one: the accumulator is already home
       // Every step passes the accumulator on; the last hop returns it to its owner.
       Exchange grad_exchange = rotate(ring, dkv, dkv_in, kBackwardTag + 2 * step);
-      Exchange kv_exchange;
-      const bool more = step + 1 < ring.size;
-      if (more) kv_exchange = rotate(ring, kv, kv_in, kBackwardTag + 2 * step + 1);
       grad_exchange.wait();
       std::swap(dkv, dkv_in);
       if (more) {

@@ -8,9 +8,9 @@
 // times, merging each block's partial result exactly in float32 with the
 // log-sum-exp rule (attention_block.h); the next block's keys and values
 // travel while the current block computes. Backward: the key/value blocks go
-// round the ring again together with an accumulator of their gradients, which
-// every rank adds its share to; after N steps each accumulator is back at its
-// owner. dQ stays local. Each rank's results equal single-device attention
+// round the ring again (again one block ahead of the compute) together with an
+// accumulator of their gradients, which every rank adds its share to; after N
+// steps each accumulator is back at its owner. dQ stays local. Each rank's results equal single-device attention
 // over the whole sequence restricted to its queries.
 //
 // Masks come from the token metadata: a query attends keys of its own document
