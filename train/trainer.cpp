@@ -163,6 +163,7 @@ void Trainer::bindCommunicator() {
   if (job.outer.algorithm == OuterAlgorithm::kNone) replica_comm_ = comm_;
   if (documents_) {
     // Context-parallel groups of the current world; an elastic world owns and retires them.
+    plans_agreed_ = false;
     groups_.reset();
     groups_ = elastic_ != nullptr
                   ? std::make_unique<parallel::GroupCache>(
@@ -413,7 +414,20 @@ HdpRankResult Trainer::documentStep() {
   if (context.mode == ContextMode::kHdp) {
     const parallel::HdpOptions opts{comm_->size(), context.capacity, 1.0,
                                     12.0 * static_cast<double>(opts_.job.model.dim)};
-    return runHdpStep(*model_, parallel::planHdp(lengths, opts), sequences, *groups_, loss_scale);
+    const parallel::HdpPlan plan = parallel::planHdp(lengths, opts);
+    if (!plans_agreed_) {
+      // Every rank plans alone: check once per world that they all got the same plan.
+      at::Tensor mine = at::full({1}, static_cast<int64_t>(plan.hash()), at::kLong);
+      at::Tensor all = at::empty({comm_->size()}, at::kLong);
+      comm_->allGather(mine, all)->wait();
+      for (int r = 0; r < comm_->size(); ++r) {
+        LOOM_CHECK(all[r].item<int64_t>() == mine.item<int64_t>(), "HDP: rank ", comm_->rank(), " planned step ",
+                   step_ + 1, " with hash ", mine.item<int64_t>(), " but rank ", r, " with ", all[r].item<int64_t>(),
+                   ": the ranks do not see the same documents (different data.train_path or train.seed?)");
+      }
+      plans_agreed_ = true;
+    }
+    return runHdpStep(*model_, plan, sequences, *groups_, loss_scale);
   }
   const int cp = context.cp > 0 ? static_cast<int>(context.cp) : parallel::staticCp(context.max_tokens, context.capacity);
   return runStaticStep(*model_, parallel::planStatic(lengths, comm_->size(), cp, context.capacity), sequences,

@@ -147,6 +147,7 @@ class Trainer {
   std::unique_ptr<data::DataLoader> loader_;
   std::unique_ptr<data::DocumentSampler> documents_;  ///< context.mode STATIC or HDP
   std::unique_ptr<parallel::GroupCache> groups_;      ///< their groups, split per generation
+  bool plans_agreed_ = false;  ///< HDP: this world's ranks compared their first plan's hash
   model::Llama model_{nullptr};
   // Without an outer optimizer the replica is the world. With one, ranks of a
   // replica reduce gradients over replica_comm_ and replicas meet only through

@@ -80,6 +80,22 @@ TEST_F(HdpTrainCliTest, FourRanksOfHdpAndStaticMeshesEqualOneProcess) {
   }
 }
 
+// Every rank plans alone; the first plan's hash is compared across ranks, so
+// ranks that see other documents (here rank 1 with another seed) stop at once
+// with a message saying so, instead of training on mismatched groups.
+TEST_F(HdpTrainCliTest, RanksThatPlanDifferentlyStopWithAClearError) {
+  const std::string wrapper = dir_->file("other_seed.sh");
+  loom::test::writeTextFile(wrapper, "#!/bin/sh\nif [ \"$RANK\" = 1 ]; then exec \"$@\" --set train.seed=99; fi\n"
+                                     "exec \"$@\"\n");
+  const std::string out = dir_->file("mismatch");
+  const CommandResult result = loom::test::runCommand(
+      shellQuote(loom::test::loomBinary("loom-launch")) + " --grace-period 5 --nproc-per-node 2 -- sh " +
+      shellQuote(wrapper) + " " + shellQuote(loom::test::loomBinary("loom-train")) + " --config " +
+      shellQuote(dir_->file("job.pbtxt")) + " --set 'train.out_dir=\"" + out + "\"' --set context.capacity=64");
+  EXPECT_NE(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("the ranks do not see the same documents"));
+}
+
 // Elastic HDP: rank 2 of 4 is killed in step 3's forward; the survivors re-plan
 // every later step over 3 ranks (groups of at most 2: context.capacity 64
 // holds a 128-token document on 2 ranks) and finish with the failure-free
