@@ -7,6 +7,7 @@ per comparison, the modes interleaved over the repetitions:
 
   long-tail mix   hdp vs static (a dp x cp mesh sized for the longest document)
                   median --median tokens, sigma --sigma, up to --max-tokens, capacity --capacity
+  heavy-tail mix  the same with sigma --heavy-sigma: most tokens in documents longer than C
   short mix       hdp vs dp (every document fits one rank: lengths up to the capacity)
 
 Reported per mode: median tokens/s over the repetitions (each repetition's own median over its
@@ -15,7 +16,8 @@ estimated imbalance, and the bytes all ranks sent per step; then the ratios. JSO
 stdout and --out.
 
     /usr/bin/python3 benchmarks/hdp_bench.py [--build build] [--reps 3] [--steps 4]
-        [--median 256] [--sigma 1.5] [--max-tokens 4096] [--capacity 1024] [--tokens-per-step 16384]
+        [--median 256] [--sigma 1.0] [--heavy-sigma 1.5] [--max-tokens 4096] [--capacity 1024]
+        [--tokens-per-step 16384]
 """
 import argparse
 import json
@@ -50,7 +52,8 @@ def main():
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--median", type=float, default=256)
-    parser.add_argument("--sigma", type=float, default=1.5)
+    parser.add_argument("--sigma", type=float, default=1.0)
+    parser.add_argument("--heavy-sigma", type=float, default=1.5)
     parser.add_argument("--max-tokens", type=int, default=4096)
     parser.add_argument("--capacity", type=int, default=1024)
     parser.add_argument("--tokens-per-step", type=int, default=16384)
@@ -61,8 +64,10 @@ def main():
         subprocess.run([os.path.join(ROOT, "scripts", "prepare_data.sh")], cwd=ROOT, check=True)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     long_tail = ["--median", str(args.median), "--sigma", str(args.sigma), "--max-tokens", str(args.max_tokens)]
+    heavy_tail = ["--median", str(args.median), "--sigma", str(args.heavy_sigma), "--max-tokens", str(args.max_tokens)]
     short = ["--median", str(args.median), "--sigma", str(args.sigma), "--max-tokens", str(args.capacity)]
-    comparisons = [("long_tail", long_tail, ["hdp", "static"]), ("short", short, ["hdp", "dp"])]
+    comparisons = [("long_tail", long_tail, ["hdp", "static"]), ("heavy_tail", heavy_tail, ["hdp", "static"]),
+                   ("short", short, ["hdp", "dp"])]
     results = []
     with open(args.out, "a") as out:
         for rep in range(args.reps):
@@ -78,13 +83,15 @@ def main():
             return statistics.median(r[key] for r in results if r["mix"] == mix and r["mode"] == mode)
 
         summary = {"summary": "hdp_bench", "reps": args.reps, "steps": args.steps, "median": args.median,
-                   "sigma": args.sigma, "max_tokens": args.max_tokens, "capacity": args.capacity,
+                   "sigma": args.sigma, "heavy_sigma": args.heavy_sigma, "max_tokens": args.max_tokens, "capacity": args.capacity,
                    "tokens_per_step": args.tokens_per_step}
         for mix, _, modes in comparisons:
             for mode in modes:
                 for key in ("tokens_per_s", "busy_imbalance", "planned_imbalance", "bytes_sent_per_step"):
                     summary[f"{mix}_{mode}_{key}"] = med(mix, mode, key)
         summary["hdp_over_static"] = summary["long_tail_hdp_tokens_per_s"] / summary["long_tail_static_tokens_per_s"]
+        summary["heavy_hdp_over_static"] = (summary["heavy_tail_hdp_tokens_per_s"] /
+                                            summary["heavy_tail_static_tokens_per_s"])
         summary["hdp_over_dp"] = summary["short_hdp_tokens_per_s"] / summary["short_dp_tokens_per_s"]
         summary["bytes_static_over_hdp"] = (summary["long_tail_static_bytes_sent_per_step"] /
                                             summary["long_tail_hdp_bytes_sent_per_step"])
