@@ -58,10 +58,6 @@ void checkSequence(const at::Tensor& sequence, int64_t index) {
              " must hold at least 2 tokens (inputs and targets)");
 }
 
-}  // namespace
-
-namespace {
-
 // Counts a sequence once over the pool: on the first rank of its group.
 void lead(int64_t sequence, HdpRankResult& result) {
   ++result.sequences;
