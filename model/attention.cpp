@@ -1,6 +1,7 @@
 #include "model/attention.h"
 
 #include "kernels/torch/causal_softmax_ops.h"
+#include "runtime/core/error.h"
 #include "runtime/core/torch_compat.h"
 
 #include <ATen/ATen.h>
@@ -16,12 +17,14 @@ torch::nn::Linear linear(int64_t in, int64_t out) {
 
 }  // namespace
 
-AttentionImpl::AttentionImpl(const ModelOptions& opts)
-    : heads_(opts.heads), kv_heads_(opts.kvHeads()), head_dim_(opts.headDim()) {
-  wq = register_module("wq", linear(opts.dim, opts.dim));
+AttentionImpl::AttentionImpl(const ModelOptions& opts, int64_t tp)
+    : heads_(opts.heads / tp), kv_heads_(opts.kvHeads() / tp), head_dim_(opts.headDim()) {
+  LOOM_CHECK_INPUT(tp >= 1 && opts.heads % tp == 0 && opts.kvHeads() % tp == 0, "attention: heads (", opts.heads,
+                   ") and kv_heads (", opts.kvHeads(), ") must be multiples of the tensor-parallel size ", tp);
+  wq = register_module("wq", linear(opts.dim, heads_ * head_dim_));
   wk = register_module("wk", linear(opts.dim, kv_heads_ * head_dim_));
   wv = register_module("wv", linear(opts.dim, kv_heads_ * head_dim_));
-  wo = register_module("wo", linear(opts.dim, opts.dim));
+  wo = register_module("wo", linear(heads_ * head_dim_, opts.dim));
 }
 
 at::Tensor AttentionImpl::forward(const at::Tensor& x, const RotaryEmbedding& rope) {

@@ -16,7 +16,11 @@ namespace loom::model {
 
 class AttentionImpl : public torch::nn::Module {
  public:
-  explicit AttentionImpl(const ModelOptions& opts);
+  /// With tensor parallelism over `tp` ranks, this rank's share: heads/tp
+  /// query and kv_heads/tp key/value heads (wq, wk, wv split by rows, wo by
+  /// columns; model/tensor_parallel_shards.h), and forward() returns the
+  /// partial sum of the output projection.
+  explicit AttentionImpl(const ModelOptions& opts, int64_t tp = 1);
 
   /// x: [batch, seq, dim] (already normalised) -> [batch, seq, dim].
   at::Tensor forward(const at::Tensor& x, const RotaryEmbedding& rope);

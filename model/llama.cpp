@@ -1,6 +1,7 @@
 #include "model/llama.h"
 
 #include "kernels/torch/rms_norm_ops.h"
+#include "runtime/core/error.h"
 
 #include <ATen/ATen.h>
 
@@ -10,18 +11,19 @@ RmsNormImpl::RmsNormImpl(int64_t dim) {
   weight = register_parameter("weight", at::ones({dim}));
 }
 
-BlockImpl::BlockImpl(const ModelOptions& opts) {
+BlockImpl::BlockImpl(const ModelOptions& opts, int64_t tp) {
   attn_norm = register_module("attn_norm", RmsNorm(opts.dim));
-  attn = register_module("attn", Attention(opts));
+  attn = register_module("attn", Attention(opts, tp));
   mlp_norm = register_module("mlp_norm", RmsNorm(opts.dim));
-  mlp = register_module("mlp", Mlp(opts));
+  mlp = register_module("mlp", Mlp(opts, tp));
 }
 
-LlamaImpl::LlamaImpl(const ModelOptions& opts) : opts_(opts), rope_(opts.headDim(), opts.max_seq_len, opts.rope_theta) {
+LlamaImpl::LlamaImpl(const ModelOptions& opts, int64_t tp)
+    : opts_(opts), tp_(tp), rope_(opts.headDim(), opts.max_seq_len, opts.rope_theta) {
   tok_emb = register_module("tok_emb", torch::nn::Embedding(opts.vocab_size, opts.dim));
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < opts.layers; ++i) {
-    blocks->push_back(Block(opts));
+    blocks->push_back(Block(opts, tp));
   }
   norm = register_module("norm", RmsNorm(opts.dim));
   head = register_module("head", torch::nn::Linear(torch::nn::LinearOptions(opts.dim, opts.vocab_size).bias(false)));
@@ -32,13 +34,20 @@ LlamaImpl::LlamaImpl(const ModelOptions& opts) : opts_(opts), rope_(opts.headDim
 //   n1_0 = norm(x);  per block i: (n2, h) = add_norm(attn_i(n1_i), x_i);
 //   (n1_{i+1}, x_{i+1}) = add_norm(mlp_i(n2), h), the last one with the final norm's gain.
 at::Tensor LlamaImpl::forward(const at::Tensor& tokens) {
+  requireTensorParallel(1);
   return run(tokens, [this](BlockImpl& block, const at::Tensor& normed) { return block.attn->forward(normed, rope_); });
 }
 
 at::Tensor LlamaImpl::forward(const at::Tensor& tokens, const parallel::TokenLayout& layout, dist::Communicator& group) {
+  requireTensorParallel(1);
   return run(tokens, [&](BlockImpl& block, const at::Tensor& normed) {
     return block.attn->forward(normed, rope_, layout, group);
   });
+}
+
+void LlamaImpl::requireTensorParallel(int64_t size) const {
+  LOOM_CHECK_INPUT(tp_ == size, "model: this rank holds a shard for tensor parallelism over ", tp_,
+                   " ranks, but the forward runs over ", size, tp_ > 1 ? " (pass the TensorParallel group)" : "");
 }
 
 template <typename Attend>

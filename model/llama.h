@@ -10,6 +10,7 @@
 #include "model/attention.h"
 #include "model/mlp.h"
 #include "model/rope.h"
+#include "parallel/tensor_parallel.h"
 #include "runtime/config/options.h"
 
 #include <torch/nn/module.h>
@@ -33,7 +34,7 @@ TORCH_MODULE(RmsNorm);
 
 class BlockImpl : public torch::nn::Module {
  public:
-  explicit BlockImpl(const ModelOptions& opts);
+  explicit BlockImpl(const ModelOptions& opts, int64_t tp = 1);
   RmsNorm attn_norm{nullptr};
   Attention attn{nullptr};
   RmsNorm mlp_norm{nullptr};
@@ -43,7 +44,10 @@ TORCH_MODULE(Block);
 
 class LlamaImpl : public torch::nn::Module {
  public:
-  explicit LlamaImpl(const ModelOptions& opts);
+  /// tp > 1: this rank's shard of a tensor-parallel model over tp ranks
+  /// (model/tensor_parallel_shards.h names what is split); it runs only
+  /// through the forwards that take a TensorParallel group of that size.
+  explicit LlamaImpl(const ModelOptions& opts, int64_t tp = 1);
 
   /// tokens: int64 [batch, seq] -> logits float [batch, seq, vocab].
   at::Tensor forward(const at::Tensor& tokens);
@@ -52,6 +56,19 @@ class LlamaImpl : public torch::nn::Module {
   /// layout.documents (-1: padding); attention runs as ring attention over
   /// the group. Collective over `group`, forward and backward.
   at::Tensor forward(const at::Tensor& tokens, const parallel::TokenLayout& layout, dist::Communicator& group);
+  /// Tensor parallel (docs/tensor_parallel.md): every rank of `tp` passes the
+  /// same tokens and gets the same logits; micro-batches with enough tokens
+  /// run as two halves whose communication overlaps (tp.parts()). Collective
+  /// over tp.group(), forward and backward.
+  at::Tensor forward(const at::Tensor& tokens, parallel::TensorParallel& tp);
+  /// Tensor and context parallel: as forward(tokens, layout, group), with
+  /// this rank's attention heads and ring attention over `group` (the ranks
+  /// holding the same shard); collective over both groups.
+  at::Tensor forward(const at::Tensor& tokens, const parallel::TokenLayout& layout, dist::Communicator& group,
+                     parallel::TensorParallel& tp);
+
+  /// The tensor-parallel size this model's shards were built for.
+  int64_t tensorParallelSize() const { return tp_; }
 
   const ModelOptions& options() const { return opts_; }
   /// Parameters in registration order with their safetensors names.
@@ -66,8 +83,15 @@ class LlamaImpl : public torch::nn::Module {
   /// The blocks, with attention given as a function of (block, normed input).
   template <typename Attend>
   at::Tensor run(const at::Tensor& tokens, const Attend& attend);
+  /// The tensor-parallel blocks; attend(block, normed [nb, seq, d], first
+  /// sequence, nb) returns the attention's partial output (model/llama_tp.cpp).
+  template <typename Attend>
+  at::Tensor runTensorParallel(const at::Tensor& tokens, parallel::TensorParallel& tp, bool allow_split,
+                               const Attend& attend);
+  void requireTensorParallel(int64_t size) const;
 
   ModelOptions opts_;
+  int64_t tp_ = 1;
   RotaryEmbedding rope_;
 };
 TORCH_MODULE(Llama);

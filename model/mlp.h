@@ -11,7 +11,9 @@ namespace loom::model {
 
 class MlpImpl : public torch::nn::Module {
  public:
-  explicit MlpImpl(const ModelOptions& opts);
+  /// With tensor parallelism over `tp` ranks, this rank's ffn_dim/tp columns
+  /// (w1, w3 split by rows, w2 by columns); forward() then returns a partial sum.
+  explicit MlpImpl(const ModelOptions& opts, int64_t tp = 1);
 
   /// x: [..., dim] (already normalised) -> [..., dim].
   at::Tensor forward(const at::Tensor& x);

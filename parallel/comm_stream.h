@@ -1,0 +1,78 @@
+// A CPU "communication stream": one worker thread that runs jobs (collectives
+// and the small kernels between them) in the order they were queued, while the
+// calling thread computes. It plays the part of TokenWeave's high-priority
+// copy stream on the CPU (parallel_elastic.md §3.4).
+//
+// Every collective of a tensor-parallel group goes through its stream, so all
+// ranks issue them in one order even when compute and communication overlap.
+// The stream measures how long its jobs ran and how long callers were blocked
+// waiting for them: the exposed communication the benchmarks report.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+namespace loom::parallel {
+
+/// A job's completion; wait() rethrows the job's exception.
+class CommTicket {
+ public:
+  void wait();
+  bool done() const;
+
+ private:
+  friend class CommStream;
+  struct State {
+    mutable std::mutex mutex;
+    std::condition_variable cv;
+    bool done = false;
+    std::exception_ptr error;
+  };
+  std::shared_ptr<State> state_ = std::make_shared<State>();
+  class CommStream* stream_ = nullptr;
+};
+
+struct CommStreamStats {
+  double busy_ms = 0;     ///< time jobs ran on the stream
+  double exposed_ms = 0;  ///< time callers were blocked in CommTicket::wait()
+  int64_t jobs = 0;
+};
+
+class CommStream {
+ public:
+  CommStream();
+  /// Finishes the queued jobs, then joins the worker.
+  ~CommStream();
+  CommStream(const CommStream&) = delete;
+  CommStream& operator=(const CommStream&) = delete;
+
+  /// Queues `job`; it runs after every job queued before it. A job that throws
+  /// fails its own ticket only.
+  CommTicket submit(std::function<void()> job);
+  /// Runs `job` on the stream and waits for it: a blocking collective in order.
+  void run(std::function<void()> job) { submit(std::move(job)).wait(); }
+
+  CommStreamStats stats() const;
+  void resetStats();
+
+ private:
+  friend class CommTicket;
+  void loop();
+  void addExposed(std::chrono::nanoseconds waited);
+
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<std::pair<std::function<void()>, std::shared_ptr<CommTicket::State>>> queue_;
+  bool stopping_ = false;
+  CommStreamStats stats_;
+  std::thread worker_;
+};
+
+}  // namespace loom::parallel

@@ -1,0 +1,265 @@
+#include "parallel/tensor_parallel.h"
+
+#include "kernels/torch/rms_norm_ops.h"
+#include "parallel/fused_allreduce_norm.h"
+#include "runtime/core/error.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/custom_class.h>
+
+namespace loom::parallel {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+int64_t shardRows(int64_t tokens, int ranks) { return (tokens + ranks - 1) / ranks; }
+
+TensorParallel& tpAt(int64_t address) { return *reinterpret_cast<TensorParallel*>(address); }
+int64_t addressOf(TensorParallel& tp) { return reinterpret_cast<int64_t>(&tp); }
+
+at::Tensor orZeros(const at::Tensor& grad, at::IntArrayRef sizes, const at::TensorOptions& options) {
+  return grad.defined() ? grad : at::zeros(sizes, options);
+}
+
+/// [tokens, hidden] from every rank's [s, hidden] shard, the padding dropped.
+at::Tensor allGatherTokens(TensorParallel& tp, const at::Tensor& shard, int64_t tokens) {
+  const at::Tensor mine = shard.contiguous();
+  at::Tensor gathered = at::empty({tp.size() * mine.size(0), mine.size(1)}, mine.options());
+  tp.stream().run([&] {
+    at::Tensor flat = gathered.view({-1});
+    tp.group().allGather(mine.view({-1}), flat)->wait();
+  });
+  return gathered.narrow(0, 0, tokens);
+}
+
+/// This rank's shard of the sum over the group of `full` [tokens, hidden].
+at::Tensor reduceScatterTokens(TensorParallel& tp, const at::Tensor& full) {
+  const int64_t s = shardRows(full.size(0), tp.size());
+  const at::Tensor padded =
+      at::constant_pad_nd(full, {0, 0, 0, tp.size() * s - full.size(0)}).contiguous();
+  at::Tensor shard = at::empty({s, full.size(1)}, full.options());
+  tp.stream().run([&] {
+    at::Tensor flat = shard.view({-1});
+    tp.group().reduceScatter(padded.view({-1}), flat, dist::ReduceOp::kSum)->wait();
+  });
+  return shard;
+}
+
+at::Tensor allReduceSum(TensorParallel& tp, const at::Tensor& t) {
+  at::Tensor sum = t.clone(at::MemoryFormat::Contiguous);
+  tp.stream().run([&] { tp.group().allReduce(sum, dist::ReduceOp::kSum)->wait(); });
+  return sum;
+}
+
+/// Identity forward; the gradient is summed over the group (a replicated
+/// tensor feeding this rank's share of a computation).
+class SumGradFunction : public torch::autograd::Function<SumGradFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, int64_t tp) {
+    ctx->saved_data["tp"] = tp;
+    return x.view_as(x);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    return {allReduceSum(tpAt(ctx->saved_data["tp"].toInt()), grads[0]), at::Tensor()};
+  }
+};
+
+/// This rank's token shard of a replicated [tokens, hidden]; backward gathers.
+class ScatterTokensFunction : public torch::autograd::Function<ScatterTokensFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, int64_t tp) {
+    ctx->saved_data["tp"] = tp;
+    ctx->saved_data["tokens"] = x.size(0);
+    return tokenShard(x, tpAt(tp).size(), tpAt(tp).rank());
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    return {allGatherTokens(tpAt(ctx->saved_data["tp"].toInt()), grads[0], ctx->saved_data["tokens"].toInt()),
+            at::Tensor()};
+  }
+};
+
+/// All tokens from the shards; the gradient (partial on every rank: it feeds
+/// column-parallel linears) is reduce-scattered back to the shards.
+class GatherTokensFunction : public torch::autograd::Function<GatherTokensFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& shard, int64_t tokens, int64_t tp) {
+    ctx->saved_data["tp"] = tp;
+    return allGatherTokens(tpAt(tp), shard, tokens);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    return {reduceScatterTokens(tpAt(ctx->saved_data["tp"].toInt()), grads[0]), at::Tensor(), at::Tensor()};
+  }
+};
+
+/// One sublayer end shared by its start and finish nodes: the jobs queued on
+/// the stream and what they produce.
+struct SublayerEnd : torch::CustomClassHolder {
+  TensorParallel* tp = nullptr;
+  double eps = 0;
+  bool replicated_consumer = false;
+  int64_t tokens = 0;
+  CommTicket forward_done;
+  at::Tensor residual_out;  ///< float32 or the model's dtype, saved for the norm's backward
+  at::Tensor weight;
+  CommTicket backward_done;
+  at::Tensor d_partial, d_residual, d_weight;
+};
+
+c10::intrusive_ptr<SublayerEnd> endOf(AutogradContext* ctx) {
+  return c10::static_intrusive_pointer_cast<SublayerEnd>(ctx->saved_data["end"].toCapsule());
+}
+
+/// The backward of a sublayer end (on the stream): the gradient of `out`
+/// brought to the norm's tokens, the norm's backward there, and the partial
+/// input's gradient brought back to every token.
+void backwardJob(SublayerEnd& end, const at::Tensor& d_out, const at::Tensor& d_residual_out) {
+  TensorParallel& tp = *end.tp;  // on its stream: collectives directly
+  const bool sp = tp.options().sequence_parallel;
+  const at::Tensor& r = end.residual_out;
+  at::Tensor g;
+  if (sp) {
+    g = end.replicated_consumer ? tokenShard(d_out, tp.size(), tp.rank()) : at::Tensor();
+    if (!g.defined()) {
+      const int64_t s = r.size(0);
+      const at::Tensor padded = at::constant_pad_nd(d_out, {0, 0, 0, tp.size() * s - d_out.size(0)}).contiguous();
+      g = at::empty({s, d_out.size(1)}, d_out.options());
+      at::Tensor flat = g.view({-1});
+      tp.group().reduceScatter(padded.view({-1}), flat, dist::ReduceOp::kSum)->wait();
+    }
+  } else {
+    g = d_out.clone(at::MemoryFormat::Contiguous);
+    if (!end.replicated_consumer) tp.group().allReduce(g, dist::ReduceOp::kSum)->wait();
+  }
+  at::Tensor dr, dw;
+  {
+    c10::AutoGradMode enable(true);
+    const at::Tensor r_leaf = r.detach().requires_grad_(true);
+    const at::Tensor w_leaf = end.weight.detach().requires_grad_(true);
+    const variable_list grads = torch::autograd::grad({kernels::rmsNorm(r_leaf, w_leaf, end.eps)}, {r_leaf, w_leaf},
+                                                      {g.to(r.scalar_type())});
+    dr = grads[0];
+    dw = grads[1];
+  }
+  if (d_residual_out.defined()) dr = dr + d_residual_out;
+  end.d_residual = dr;
+  if (sp) {
+    tp.group().allReduce(dw, dist::ReduceOp::kSum)->wait();  // each rank normed its own tokens
+    at::Tensor gathered = at::empty({tp.size() * dr.size(0), dr.size(1)}, dr.options());
+    at::Tensor flat = gathered.view({-1});
+    tp.group().allGather(dr.contiguous().view({-1}), flat)->wait();
+    end.d_partial = gathered.narrow(0, 0, end.tokens);
+  } else {
+    end.d_partial = dr.clone();  // not dr itself: autograd may accumulate into either in place
+  }
+  end.d_weight = dw;
+}
+
+/// Queues the forward job; its outputs are buffers the job fills. Backward
+/// waits for the job finish()'s backward queued.
+class StartAddNormFunction : public torch::autograd::Function<StartAddNormFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& partial, const at::Tensor& residual,
+                               const at::Tensor& weight, c10::IValue end_capsule) {
+    const c10::intrusive_ptr<SublayerEnd> end =
+        c10::static_intrusive_pointer_cast<SublayerEnd>(end_capsule.toCapsule());
+    ctx->saved_data["end"] = end_capsule;
+    TensorParallel& tp = *end->tp;
+    at::Tensor out = at::empty(partial.sizes(), partial.options());
+    at::Tensor residual_out = at::empty(residual.sizes(), residual.options());
+    const at::Tensor x = partial.detach(), res = residual.detach(), w = weight.detach();
+    end->weight = w;
+    const FusedNormPath path = tp.options().sequence_parallel ? FusedNormPath::kReduceScatter : FusedNormPath::kAllReduce;
+    end->forward_done = tp.stream().submit([end, x, res, w, out, residual_out, path]() mutable {
+      // Filling the outputs must not enter autograd: the start node owns their history.
+      c10::NoGradGuard no_grad;
+      const FusedNormOutput o = fusedAllReduceAddRmsNorm(x, res, w, end->eps, end->tp->group(), path);
+      out.copy_(o.out);
+      residual_out.copy_(o.residual);
+      end->residual_out = o.residual;
+    });
+    return {out, residual_out};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list /*grads*/) {
+    const c10::intrusive_ptr<SublayerEnd> end = endOf(ctx);
+    end->backward_done.wait();
+    variable_list out{end->d_partial, end->d_residual, end->d_weight, at::Tensor()};
+    end->d_partial = end->d_residual = end->d_weight = at::Tensor();
+    return out;
+  }
+};
+
+/// Waits for the forward job. Its backward queues the backward job and passes
+/// nothing on: the start node collects the job's gradients.
+class FinishAddNormFunction : public torch::autograd::Function<FinishAddNormFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& out, const at::Tensor& residual_out,
+                               c10::IValue end_capsule) {
+    const c10::intrusive_ptr<SublayerEnd> end =
+        c10::static_intrusive_pointer_cast<SublayerEnd>(end_capsule.toCapsule());
+    ctx->saved_data["end"] = end_capsule;
+    ctx->saved_data["out_sizes"] = out.sizes().vec();
+    ctx->saved_data["residual_sizes"] = residual_out.sizes().vec();
+    end->forward_done.wait();
+    return {out, residual_out};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const c10::intrusive_ptr<SublayerEnd> end = endOf(ctx);
+    const at::TensorOptions options = end->residual_out.options();
+    const at::Tensor d_out = orZeros(grads[0], ctx->saved_data["out_sizes"].toIntVector(), options).contiguous();
+    const at::Tensor d_res = grads[1];
+    end->backward_done = end->tp->stream().submit([end, d_out, d_res] { backwardJob(*end, d_out, d_res); });
+    // The start node ignores these and collects the job's gradients instead.
+    return {grads[0], grads[1], at::Tensor()};
+  }
+};
+
+}  // namespace
+
+TensorParallel::TensorParallel(dist::Communicator& group, TensorParallelOptions opts) : group_(group), opts_(opts) {
+  LOOM_CHECK_INPUT(opts.split_min_tokens >= 0, "tensor parallel: split_min_tokens (", opts.split_min_tokens,
+                   ") must be >= 0");
+}
+
+int TensorParallel::parts(int64_t sequences, int64_t tokens_per_sequence) const {
+  const bool split = opts_.split_min_tokens > 0 && sequences >= 2 &&
+                     sequences * tokens_per_sequence >= opts_.split_min_tokens;
+  return split ? 2 : 1;
+}
+
+AddNormOutput TensorParallel::enter(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  LOOM_CHECK_INPUT(x.dim() == 2, "tensor parallel: enter() takes [tokens, hidden], got ", x.sizes());
+  const int64_t self = addressOf(*this);
+  if (opts_.sequence_parallel) {
+    // The gain's gradient is summed over the group: each rank norms its own tokens.
+    const at::Tensor w = SumGradFunction::apply(weight, self);
+    const at::Tensor residual = ScatterTokensFunction::apply(x, self);
+    return {GatherTokensFunction::apply(kernels::rmsNorm(residual, w, eps), x.size(0), self), residual};
+  }
+  return {SumGradFunction::apply(kernels::rmsNorm(x, weight, eps), self), x};
+}
+
+PendingAddNorm TensorParallel::startAddNorm(const at::Tensor& partial, const at::Tensor& residual,
+                                            const at::Tensor& weight, double eps, bool replicated_consumer) {
+  auto end = c10::make_intrusive<SublayerEnd>();
+  end->tp = this;
+  end->eps = eps;
+  end->replicated_consumer = replicated_consumer;
+  end->tokens = partial.size(0);
+  PendingAddNorm pending;
+  pending.capsule_ = c10::IValue::make_capsule(end);
+  pending.started_ = StartAddNormFunction::apply(partial, residual, weight, pending.capsule_);
+  return pending;
+}
+
+AddNormOutput PendingAddNorm::finish() {
+  const variable_list done = FinishAddNormFunction::apply(started_[0], started_[1], capsule_);
+  return {done[0], done[1]};
+}
+
+}  // namespace loom::parallel
