@@ -75,6 +75,9 @@ void copyParallel(const ParallelConfig& from, ParallelOptions& to, std::vector<V
   LOOM_COPY_PRESENT(from, to, bucket_mb);
   LOOM_COPY_PRESENT(from, to, zero1);
   LOOM_COPY_PRESENT(from, to, timeout_s);
+  LOOM_COPY_PRESENT(from, to, tp);
+  LOOM_COPY_PRESENT(from, to, sequence_parallel);
+  LOOM_COPY_PRESENT(from, to, token_split_min_tokens);
   if (from.has_backend()) {
     switch (from.backend()) {
       case ParallelConfig::GLOO:
@@ -373,6 +376,9 @@ LoomConfig toProto(const JobOptions& options) {
   LOOM_COPY_TO_PROTO(options.parallel, parallel, bucket_mb);
   LOOM_COPY_TO_PROTO(options.parallel, parallel, zero1);
   LOOM_COPY_TO_PROTO(options.parallel, parallel, timeout_s);
+  LOOM_COPY_TO_PROTO(options.parallel, parallel, tp);
+  LOOM_COPY_TO_PROTO(options.parallel, parallel, sequence_parallel);
+  LOOM_COPY_TO_PROTO(options.parallel, parallel, token_split_min_tokens);
 
   const OptimizerOptions& o = options.optimizer;
   OptimizerConfig& optimizer = *config.mutable_optimizer();

@@ -83,11 +83,17 @@ enum class CommBackend {
 };
 
 struct ParallelOptions {
-  int64_t dp = -1;  ///< data-parallel ranks; -1 = the whole world
+  int64_t dp = -1;  ///< data-parallel ranks; -1 = the world size / tp
   CommBackend backend = CommBackend::kGloo;
   double bucket_mb = 1.0;  ///< MiB of gradients per reduction bucket
   bool zero1 = false;      ///< shard optimizer state over data-parallel ranks (ZeRO-1)
   double timeout_s = 600;  ///< seconds any collective may take before the job fails
+  int64_t tp = 1;          ///< tensor-parallel ranks per group (consecutive ranks)
+  bool sequence_parallel = true;         ///< tp > 1: token-sharded residual, reduce-scatter/all-gather ends
+  int64_t token_split_min_tokens = 1024;  ///< tp > 1: split micro-batches this large in two halves; 0 = never
+
+  /// Ranks per tensor-parallel group that `world_size` ranks form data-parallel groups of.
+  int64_t dataParallelSize(int world_size) const { return world_size % tp == 0 ? world_size / tp : world_size; }
 };
 
 /// How replicas agree when an outer optimizer runs (docs/outer.md).

@@ -146,9 +146,35 @@ void checkOptimizer(const OptimizerOptions& o, Checker& check) {
   check.nonNegative("optimizer.weight_decay", o.weight_decay);
 }
 
+void checkTensorParallel(const JobOptions& job, int world_size, Checker& check) {
+  const ParallelOptions& p = job.parallel;
+  check.atLeast("parallel.token_split_min_tokens", p.token_split_min_tokens, 0);
+  check.atLeast("parallel.tp", p.tp, 1);
+  if (p.tp <= 1) return;
+  check.require(world_size % p.tp == 0, {"parallel.tp"},
+                c10::str("parallel.tp (", p.tp, ") must divide the world size (", world_size,
+                         "): ranks form groups of tp consecutive ranks"));
+  const ModelOptions& m = job.model;
+  check.require(m.heads % p.tp == 0 && m.kvHeads() % p.tp == 0 && m.ffn_dim % p.tp == 0,
+                {"parallel.tp", "model.heads", "model.kv_heads", "model.ffn_dim"},
+                c10::str("parallel.tp (", p.tp, ") must divide model.heads (", m.heads, "), the kv heads (",
+                         m.kvHeads(), ") and model.ffn_dim (", m.ffn_dim, "): each rank holds 1/tp of them"));
+  check.require(!job.elastic.enabled(), {"parallel.tp", "elastic.policy"},
+                "parallel.tp > 1 with elastic.policy is not supported yet (a lost rank takes a shard no buddy "
+                "holds); set parallel.tp: 1 or elastic.policy: NONE");
+  check.require(job.outer.algorithm == OuterAlgorithm::kNone, {"parallel.tp", "outer.algorithm"},
+                "parallel.tp > 1 with an outer optimizer is not supported yet; set parallel.tp: 1 or "
+                "outer.algorithm: NONE");
+  check.require(!p.zero1, {"parallel.tp", "parallel.zero1"},
+                "parallel.tp > 1 with parallel.zero1 is not supported yet; drop one of them");
+}
+
 void checkParallel(const ParallelOptions& p, int world_size, Checker& check) {
-  check.require(p.dp == -1 || p.dp == world_size, {"parallel.dp"},
-                c10::str("parallel.dp (", p.dp, ") must equal the world size (", world_size, ") or be -1"));
+  const int64_t dp = p.dataParallelSize(world_size);
+  check.require(p.dp == -1 || p.dp == dp, {"parallel.dp"},
+                p.tp == 1 ? c10::str("parallel.dp (", p.dp, ") must equal the world size (", world_size, ") or be -1")
+                          : c10::str("parallel.dp (", p.dp, ") must equal the world size / parallel.tp (", dp,
+                                     ") or be -1"));
   check.positive("parallel.bucket_mb", p.bucket_mb);
   check.positive("parallel.timeout_s", p.timeout_s);
   check.require(p.backend != CommBackend::kMpi || LOOM_WITH_MPI, {"parallel.backend"},
@@ -331,12 +357,16 @@ std::vector<Violation> findViolations(const JobOptions& options, int world_size)
   Checker check;
   checkModel(options.model, options.data, check);
   checkData(options.data, check);
-  checkTrain(options.train, world_size, check);
+  // Data parallelism, batches, replicas and context groups span the
+  // tensor-parallel groups, not the ranks.
+  const int data_world = static_cast<int>(options.parallel.dataParallelSize(world_size));
+  checkTrain(options.train, data_world, check);
   checkParallel(options.parallel, world_size, check);
+  checkTensorParallel(options, world_size, check);
   checkOptimizer(options.optimizer, check);
-  checkOuter(options.outer, options.parallel, world_size, check);
+  checkOuter(options.outer, options.parallel, data_world, check);
   checkElastic(options.elastic, options, world_size, check);
-  checkContext(options, world_size, check);
+  checkContext(options, data_world, check);
   check.atLeast("logging.log_every", options.logging.log_every, 1);
   check.nonNegative("logging.peak_tflops", options.logging.peak_tflops);
   return check.take();

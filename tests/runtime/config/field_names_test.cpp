@@ -35,7 +35,7 @@ TEST(FieldNamesTest, SectionLabels) {
 
 TEST(FieldNamesTest, UnknownFieldMessages) {
   EXPECT_EQ(unknownFieldMessage(*ParallelConfig::descriptor(), "pd"),
-            "parallel has no field \"pd\" (did you mean \"dp\"? fields: dp, backend, bucket_mb, zero1, timeout_s)");
+            "parallel has no field \"pd\" (did you mean \"dp\"? fields: dp, backend, bucket_mb, zero1, timeout_s, tp, sequence_parallel, token_split_min_tokens)");
   EXPECT_EQ(unknownFieldMessage(*ElasticConfig::descriptor(), "x"), "elastic has no field \"x\" (fields: policy, min_ranks, max_ranks, heartbeat_interval_s, heartbeat_timeout_s, rebuild_timeout_s, poll_interval_s, join_timeout_s)");
   EXPECT_EQ(unknownFieldMessage(*LoomConfig::descriptor(), "trian"),
             "config has no section \"trian\" (did you mean \"train\"? sections: model, data, train, parallel, "

@@ -62,6 +62,9 @@ void expectSameOptions(const JobOptions& expected, const JobOptions& actual) {
   LOOM_EXPECT_FIELD(parallel, bucket_mb);
   LOOM_EXPECT_FIELD(parallel, zero1);
   LOOM_EXPECT_FIELD(parallel, timeout_s);
+  LOOM_EXPECT_FIELD(parallel, tp);
+  LOOM_EXPECT_FIELD(parallel, sequence_parallel);
+  LOOM_EXPECT_FIELD(parallel, token_split_min_tokens);
   LOOM_EXPECT_FIELD(elastic, policy);
   LOOM_EXPECT_FIELD(elastic, min_ranks);
   LOOM_EXPECT_FIELD(elastic, max_ranks);
@@ -140,6 +143,9 @@ JobOptions nonDefaultOptions() {
   o.parallel.bucket_mb = 0.25;
   o.parallel.zero1 = true;
   o.parallel.timeout_s = 30;
+  // parallel.tp stays 1: tp > 1 excludes the outer optimizer and zero1 set here (ValidateTest.TensorParallelRules).
+  o.parallel.sequence_parallel = false;
+  o.parallel.token_split_min_tokens = 512;
   // Not elastic (MPI cannot be), but every other elastic field differs from its default.
   o.elastic.min_ranks = 3;
   o.elastic.max_ranks = 7;

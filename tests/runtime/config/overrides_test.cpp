@@ -133,7 +133,8 @@ TEST(OverridesTest, MalformedOverrides) {
             "--set model..heads=4: empty name in \"model..heads\"; expected section.field=value (e.g. --set "
             "model.heads=8)");
   EXPECT_EQ(overrideError({"parallel=2"}),
-            "--set parallel=2: \"parallel\" is a section, not a field; set one of its fields (dp, backend, bucket_mb, zero1, timeout_s)");
+            "--set parallel=2: \"parallel\" is a section, not a field; set one of its fields (dp, backend, bucket_mb, zero1, timeout_s, tp, sequence_parallel, "
+            "token_split_min_tokens)");
   EXPECT_EQ(overrideError({"elastic=1"}),
             "--set elastic=1: \"elastic\" is a section, not a field; set one of its fields (policy, min_ranks, max_ranks, heartbeat_interval_s, heartbeat_timeout_s, rebuild_timeout_s, poll_interval_s, join_timeout_s)");
   EXPECT_EQ(overrideError({"model.heads.x=1"}),

@@ -336,6 +336,38 @@ TEST(ValidateTest, MicroBatchAbovePerRankBatchMeansOnePass) {
   EXPECT_TRUE(messages(options, 8).empty());  // per-rank batch 2 < 3: one pass
 }
 
+TEST(ValidateTest, TensorParallelRules) {
+  JobOptions options = validOptions();
+  options.parallel.tp = 2;
+  options.model.heads = 4;
+  options.model.kv_heads = 2;
+  options.model.ffn_dim = 64;
+  options.model.dim = 64;
+  EXPECT_TRUE(messages(options, 4).empty());
+  options.parallel.dp = 2;  // the data-parallel size is world / tp
+  EXPECT_TRUE(messages(options, 4).empty());
+  EXPECT_EQ(messages(options, 8),
+            std::vector<std::string>{"parallel.dp (2) must equal the world size / parallel.tp (4) or be -1"});
+  options.parallel.dp = -1;
+  options.train.global_batch = 12;
+  EXPECT_EQ(messages(options, 3),
+            std::vector<std::string>{"parallel.tp (2) must divide the world size (3): ranks form groups of tp "
+                                     "consecutive ranks"});
+  options.model.kv_heads = 1;
+  EXPECT_EQ(messages(options, 2), std::vector<std::string>{"parallel.tp (2) must divide model.heads (4), the kv heads "
+                                                           "(1) and model.ffn_dim (64): each rank holds 1/tp of them"});
+  options.model.kv_heads = 2;
+  options.parallel.zero1 = true;
+  EXPECT_EQ(messages(options, 2),
+            std::vector<std::string>{"parallel.tp > 1 with parallel.zero1 is not supported yet; drop one of them"});
+  options.parallel.zero1 = false;
+  options.outer.algorithm = OuterAlgorithm::kDiLoCo;
+  EXPECT_EQ(messages(options, 4).size(), 1u);
+  options.outer.algorithm = OuterAlgorithm::kNone;
+  options.parallel.token_split_min_tokens = -1;
+  EXPECT_EQ(messages(options, 2).size(), 1u);
+}
+
 TEST(ValidateTest, DataParallelSizeMustMatchTheWorld) {
   JobOptions options = validOptions();
   options.parallel.dp = 4;
