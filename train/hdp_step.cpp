@@ -10,12 +10,14 @@ namespace {
 
 // Forward + backward of one row of tokens; `targets` -1 where no loss is taken.
 void runRow(model::LlamaImpl& model, const at::Tensor& inputs, const at::Tensor& targets,
-            const parallel::TokenLayout& layout, dist::Communicator& group, double loss_scale, HdpRankResult& result) {
-  const at::Tensor logits = model.forward(inputs.unsqueeze(0), layout, group);
+            const parallel::TokenLayout& layout, dist::Communicator& group, const StepOptions& step,
+            HdpRankResult& result) {
+  const at::Tensor logits = step.tp != nullptr ? model.forward(inputs.unsqueeze(0), layout, group, *step.tp)
+                                               : model.forward(inputs.unsqueeze(0), layout, group);
   const at::Tensor rows = targets.ge(0).nonzero().squeeze(1);
   const at::Tensor loss =
       model::crossEntropySum(logits.squeeze(0).index_select(0, rows), targets.index_select(0, rows));
-  loss.mul(loss_scale).backward();
+  loss.mul(step.loss_scale).backward();
   result.loss_sum += loss.item<double>();
   result.tokens += rows.numel();
   ++result.forwards;
@@ -42,7 +44,7 @@ PackedRow pack(const std::vector<at::Tensor>& sequences) {
 // This rank's zigzag share of a packed row over a group of `ranks`; padding
 // has input 0, no target and document -1.
 void runShare(model::LlamaImpl& model, const PackedRow& row, int ranks, int position, dist::Communicator& group,
-              double loss_scale, HdpRankResult& result) {
+              const StepOptions& step, HdpRankResult& result) {
   const int64_t length = row.inputs.numel();
   const at::Tensor index = at::tensor(parallel::zigzagIndices(length, ranks, position), at::kLong);
   const at::Tensor padding = index.ge(length);
@@ -50,7 +52,7 @@ void runShare(model::LlamaImpl& model, const PackedRow& row, int ranks, int posi
   const parallel::TokenLayout layout{row.layout.positions.index_select(0, clamped),
                                      row.layout.documents.index_select(0, clamped).masked_fill_(padding, -1)};
   runRow(model, row.inputs.index_select(0, clamped).masked_fill(padding, 0),
-         row.targets.index_select(0, clamped).masked_fill(padding, -1), layout, group, loss_scale, result);
+         row.targets.index_select(0, clamped).masked_fill(padding, -1), layout, group, step, result);
 }
 
 void checkSequence(const at::Tensor& sequence, int64_t index) {
@@ -67,7 +69,8 @@ void lead(int64_t sequence, HdpRankResult& result) {
 }  // namespace
 
 HdpRankResult runHdpStep(model::LlamaImpl& model, const parallel::HdpPlan& plan,
-                         const std::vector<at::Tensor>& sequences, parallel::GroupCache& groups, double loss_scale) {
+                         const std::vector<at::Tensor>& sequences, parallel::GroupCache& groups,
+                         const StepOptions& step) {
   LOOM_CHECK(plan.pool == groups.size(), "HDP: the plan is for ", plan.pool, " ranks but the pool has ",
              groups.size());
   const int rank = groups.rank();
@@ -86,7 +89,7 @@ HdpRankResult runHdpStep(model::LlamaImpl& model, const parallel::HdpPlan& plan,
         short_ones.push_back(p.sequence);
       } else {
         runShare(model, pack({sequences[static_cast<size_t>(p.sequence)]}), p.ranks, rank - p.first_rank,
-                 groups.group(p.first_rank, p.ranks), loss_scale, result);
+                 groups.group(p.first_rank, p.ranks), step, result);
       }
     }
   }
@@ -106,14 +109,14 @@ HdpRankResult runHdpStep(model::LlamaImpl& model, const parallel::HdpPlan& plan,
   }
   for (const auto& row : rows) {
     const PackedRow packed = pack(row);
-    runRow(model, packed.inputs, packed.targets, packed.layout, groups.group(rank, 1), loss_scale, result);
+    runRow(model, packed.inputs, packed.targets, packed.layout, groups.group(rank, 1), step, result);
   }
   return result;
 }
 
 HdpRankResult runStaticStep(model::LlamaImpl& model, const parallel::StaticPlan& plan,
                             const std::vector<at::Tensor>& sequences, parallel::GroupCache& groups,
-                            double loss_scale) {
+                            const StepOptions& step) {
   LOOM_CHECK(plan.pool == groups.size(), "static mesh: the plan is for ", plan.pool, " ranks but the pool has ",
              groups.size());
   const int rank = groups.rank();
@@ -126,7 +129,7 @@ HdpRankResult runStaticStep(model::LlamaImpl& model, const parallel::StaticPlan&
       if (rank == row.first_rank) lead(i, result);
       members.push_back(sequences[static_cast<size_t>(i)]);
     }
-    runShare(model, pack(members), plan.cp, rank - row.first_rank, groups.group(row.first_rank, plan.cp), loss_scale,
+    runShare(model, pack(members), plan.cp, rank - row.first_rank, groups.group(row.first_rank, plan.cp), step,
              result);
   }
   return result;

@@ -31,20 +31,29 @@ struct HdpRankResult {
   double sequence_sum = 0;   ///< the sum of their indices (every sequence once over the pool)
 };
 
+struct StepOptions {
+  /// Gradients are of loss_scale times the summed token losses (the trainer
+  /// passes 1 / the step's tokens).
+  double loss_scale = 1.0;
+  /// With tensor parallelism: the group the model's shards run over; the
+  /// plan and its context-parallel groups span the ranks at this rank's
+  /// position in their groups.
+  parallel::TensorParallel* tp = nullptr;
+};
+
 /// `sequences[i]`: int64 [L_i + 1] tokens of plan sequence i (inputs the
-/// first L_i, targets the last L_i). Gradients of `loss_scale` times the summed
-/// token losses accumulate into the model's parameters (the trainer passes
-/// 1 / the step's tokens). Collective over the groups of the placements this
+/// first L_i, targets the last L_i). Gradients (StepOptions) accumulate into
+/// the model's parameters. Collective over the groups of the placements this
 /// rank is in.
 HdpRankResult runHdpStep(model::LlamaImpl& model, const parallel::HdpPlan& plan,
                          const std::vector<at::Tensor>& sequences, parallel::GroupCache& groups,
-                         double loss_scale = 1.0);
+                         const StepOptions& step = {});
 
 /// The static dp x cp baseline (parallel/static_plan.h): every row of the
 /// plan whose group holds this rank runs with this rank's zigzag share of the
 /// packed row (each sequence its own document, positions restarting).
 HdpRankResult runStaticStep(model::LlamaImpl& model, const parallel::StaticPlan& plan,
                             const std::vector<at::Tensor>& sequences, parallel::GroupCache& groups,
-                            double loss_scale = 1.0);
+                            const StepOptions& step = {});
 
 }  // namespace loom::train

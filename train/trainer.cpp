@@ -69,6 +69,7 @@ Trainer::~Trainer() {
 Trainer::Trainer(TrainerOptions opts, dist::Communicator* comm, elastic::ElasticWorld* world, const Logger& log)
     : opts_(std::move(opts)),
       comm_(comm),
+      world_comm_(comm),
       elastic_(world),
       faults_(FaultInjector::fromEnvironment(world != nullptr ? world->id() : comm->rank())),
       log_(log),
@@ -94,6 +95,7 @@ Trainer::Trainer(TrainerOptions opts, dist::Communicator* comm, elastic::Elastic
       LOOM_THROW(InputError, "context (document mode) over data.train_path: ", e.what_without_backtrace());
     }
   }
+  if (job.parallel.tp > 1) formTensorParallel();
   replica_comm_ = comm_;
   // A replacement learns its replica from the members (applyGenerationChange).
   if (job.outer.algorithm != OuterAlgorithm::kNone && !joinedLate()) formReplicas();
@@ -121,6 +123,7 @@ Trainer::Trainer(TrainerOptions opts, dist::Communicator* comm, elastic::Elastic
     c10::NoGradGuard no_grad;
     comm_->broadcast(p, 0)->wait();
   }
+  if (tensor_parallel_) shardModel();
   // Replicas of an outer optimizer continue from their own weights and state.
   checkpoint::NamedTensors replica_state;
   if (resumed && job.outer.algorithm != OuterAlgorithm::kNone) replica_state = loadReplicaState(*resumed);
@@ -137,7 +140,7 @@ Trainer::Trainer(TrainerOptions opts, dist::Communicator* comm, elastic::Elastic
     optimizer_->loadState(inner_state, step_);
     outer_->loadState(outer_state);
   } else if (!optimizer_state.empty()) {
-    optimizer_->loadState(checkpoint::readSafetensors(optimizer_state), step_);
+    optimizer_->loadState(localShards(checkpoint::readSafetensors(optimizer_state)), step_);
   }
   if (elastic_ != nullptr) {
     // The state every member starts from, so a loss in the first step is recoverable.
@@ -222,56 +225,18 @@ void Trainer::formReplicas() {
   outer_comm_ = owned_outer_comm_.get();
 }
 
-checkpoint::NamedTensors Trainer::loadReplicaState(const std::string& checkpoint_dir) {
-  const std::string file = "replica_" + std::to_string(replica_) + ".safetensors";
-  const std::string path = checkpoint::checkpointFile(checkpoint_dir, file);
-  LOOM_CHECK_INPUT(std::filesystem::exists(path), checkpoint_dir, " has no ", file, ": it was written without ",
-                   "an outer optimizer or with fewer than ", replicas_,
-                   " replicas; resume with the run's original outer settings, or set train.out_dir to a new directory");
-  checkpoint::NamedTensors state = checkpoint::readSafetensors(path);
-  std::map<std::string, at::Tensor> weights;
-  for (const auto& [name, t] : state) {
-    if (name.rfind("model.", 0) == 0) weights.emplace(name.substr(6), t);
-  }
-  c10::NoGradGuard no_grad;
-  for (auto& [name, p] : model_->namedParameters()) {
-    const auto it = weights.find(name);
-    LOOM_CHECK_INPUT(it != weights.end() && it->second.sizes() == p.sizes(), path, " lacks model.", name,
-                     " with shape ", p.sizes(), ": the checkpoint belongs to another model");
-    p.copy_(it->second);
-  }
-  return state;
-}
-
 int64_t Trainer::bytesSent() const {
-  int64_t bytes = comm_->bytesSent();
+  int64_t bytes = comm_->bytesSent() + (owned_tp_comm_ ? owned_tp_comm_->bytesSent() : 0);
   if (replica_comm_ != comm_) bytes += replica_comm_->bytesSent();
   if (outer_comm_) bytes += outer_comm_->bytesSent();
   return bytes;
 }
 
 int64_t Trainer::bytesReceived() const {
-  int64_t bytes = comm_->bytesReceived();
+  int64_t bytes = comm_->bytesReceived() + (owned_tp_comm_ ? owned_tp_comm_->bytesReceived() : 0);
   if (replica_comm_ != comm_) bytes += replica_comm_->bytesReceived();
   if (outer_comm_) bytes += outer_comm_->bytesReceived();
   return bytes;
-}
-
-std::string Trainer::resumeFrom(const std::string& checkpoint_dir) {
-  const checkpoint::TrainerState state = checkpoint::readTrainerState(checkpoint_dir);
-  const TrainOptions& train = opts_.job.train;
-  LOOM_CHECK_INPUT(state.seed == train.seed, checkpoint_dir, " was written with train.seed ", state.seed,
-                   " but the config says ", train.seed,
-                   ": resume with the original seed, or set train.out_dir to a new directory");
-  checkpoint::loadSafetensorsInto(checkpoint::checkpointFile(checkpoint_dir, "model.safetensors"),
-                                  model_->namedParameters(), "checkpoint");
-  loader_->seek(state.data_cursor);
-  generator_.set_state(state.rng_state);
-  step_ = state.step;
-  tokens_ = state.tokens;
-  log_.info("resumed from ", checkpoint_dir, " at step ", step_,
-            opts_.init_from.empty() ? "" : " (--init-from is ignored when resuming)");
-  return checkpoint::checkpointFile(checkpoint_dir, "optimizer.safetensors");
 }
 
 double Trainer::reduceScalar(double value, dist::ReduceOp op) {
@@ -314,7 +279,7 @@ Trainer::StepResult Trainer::trainStep(double lr) {
     for (size_t i = 0; i < micro_batches.size(); ++i) {
       const at::Tensor& batch = micro_batches[i];
       if (i + 1 == micro_batches.size()) reducer_->armForLastBackward();
-      const at::Tensor logits = model_->forward(batch.narrow(1, 0, seq_len));
+      const at::Tensor logits = forward(batch.narrow(1, 0, seq_len));
       const at::Tensor loss_sum = model::crossEntropySum(logits, batch.narrow(1, 1, seq_len));
       local_loss_sum += loss_sum.item<double>();
       loss_sum.div(replica_tokens).backward();
@@ -349,7 +314,13 @@ Trainer::StepResult Trainer::trainStep(double lr) {
   }
   result.comm_ms = stats.comm_ms;
   result.exposed_comm_ms = stats.exposed_ms;
-  result.grad_norm = optimizer_->clipGradNorm(job.train.grad_clip);
+  result.grad_norm = clipGradNorm(job.train.grad_clip);
+  if (tensor_parallel_) {
+    const parallel::CommStreamStats tp_stats = tensor_parallel_->stream().stats();
+    tensor_parallel_->stream().resetStats();
+    result.comm_ms += tp_stats.busy_ms;
+    result.exposed_comm_ms += tp_stats.exposed_ms;
+  }
   optimizer_->step(lr);
   faults_.at(FaultPhase::kOuter, step_ + 1);
   if (outer_) {
@@ -377,50 +348,26 @@ double Trainer::validationLoss() {
   for (int64_t b = 0; b < job.train.val_batches; ++b) {
     const int64_t first = (b * comm_->size() + comm_->rank()) * micro;
     const at::Tensor batch = val_loader.samples(first, micro);
-    loss_sum += model::crossEntropySum(model_->forward(batch.narrow(1, 0, seq_len)), batch.narrow(1, 1, seq_len))
-                    .item<double>();
+    loss_sum +=
+        model::crossEntropySum(forward(batch.narrow(1, 0, seq_len)), batch.narrow(1, 1, seq_len)).item<double>();
   }
   const double tokens = static_cast<double>(job.train.val_batches * micro * comm_->size() * seq_len);
   return reduceScalar(loss_sum) / tokens;
+}
+
+std::string Trainer::layoutName() const {
+  if (outer_) return c10::str("replicas=", replicas_, " dp=", describeSizes(replica_sizes_));
+  const std::string dp = "dp=" + std::to_string(comm_->size());
+  return tensor_parallel_ ? c10::str(dp, " tp=", tensor_parallel_->size()) : dp;
 }
 
 bool Trainer::isLoggingStep(int64_t step) const {
   return step == 1 || step % opts_.job.logging.log_every == 0 || step == opts_.job.train.steps;
 }
 
-void Trainer::saveCheckpoint() {
-  const checkpoint::NamedTensors optimizer_state = optimizer_->stateTensors();  // collective when sharded
-  if (outer_) {
-    // Replicas differ: each replica's first rank stages its weights, inner and outer state.
-    const checkpoint::NamedTensors outer_state = outer_->stateTensors();
-    if (replica_comm_->rank() == 0) {
-      checkpoint::NamedTensors replica;
-      for (const auto& [name, p] : model_->namedParameters()) replica.emplace_back("model." + name, p);
-      for (const auto& [name, t] : optimizer_state) replica.emplace_back("optimizer." + name, t);
-      for (const auto& [name, t] : outer_state) replica.emplace_back(name, t);
-      checkpoint::writeSafetensors(
-          checkpoints_.stagedFile(step_, "replica_" + std::to_string(replica_) + ".safetensors"), replica,
-          {{"format", "pt"}});
-    }
-    comm_->barrier();
-  }
-  if (comm_->rank() == 0) {
-    checkpoint::TrainerState state;
-    state.step = step_;
-    state.data_cursor = loader_->cursor();
-    state.tokens = tokens_;
-    state.seed = opts_.job.train.seed;
-    state.world_size = comm_->size();
-    state.rng_state = generator_.get_state();
-    const std::string dir = checkpoints_.save(model_->namedParameters(), optimizer_state, state, opts_.config_text);
-    log_.info("checkpoint ", dir);
-  }
-  comm_->barrier();
-}
-
 RunSummary Trainer::run(const std::function<bool()>& stop_requested) {
   const JobOptions& job = opts_.job;
-  const bool lead = comm_->rank() == 0;
+  const bool lead = leads();
   const int64_t total = job.train.steps;
   // A replacement joins a run in progress: the set-up collectives below are behind the members.
   const bool joined_late = joinedLate();
@@ -449,6 +396,12 @@ RunSummary Trainer::run(const std::function<bool()>& stop_requested) {
                 " MiB over ", comm_->size(), " rank(s)", job.parallel.zero1 ? " (ZeRO-1)" : "",
                 outer_ ? " including the outer optimizer's" : "");
     }
+  }
+  if (tensor_parallel_ && lead) {
+    const parallel::TensorParallelOptions& tp = tensor_parallel_->options();
+    log_.info("tensor parallel: ", layoutName(), ", ", tp.sequence_parallel ? "sequence parallel" : "all-reduce",
+              " sublayer ends, token splitting ",
+              tp.split_min_tokens > 0 ? c10::str("from ", tp.split_min_tokens, " tokens per micro-batch") : "off");
   }
   if (outer_ && lead) {
     log_.info("outer optimizer: ", replicas_, " replica(s) of ", comm_->size() / replicas_, " rank(s), sync every ",
@@ -496,10 +449,13 @@ RunSummary Trainer::run(const std::function<bool()>& stop_requested) {
   }
   summary.last_step = step_;
   summary.stopped_early = step_ < total;
-  if (!summary.stopped_early && comm_->rank() == 0) {
-    summary.final_weights = joinPath(job.train.out_dir, "model.safetensors");
-    checkpoint::writeSafetensors(summary.final_weights, model_->namedParameters(), {{"format", "pt"}});
-    log_.info("final weights ", summary.final_weights);
+  if (!summary.stopped_early) {
+    const checkpoint::NamedTensors weights = wholeTensors(model_->namedParameters());
+    if (leads()) {
+      summary.final_weights = joinPath(job.train.out_dir, "model.safetensors");
+      checkpoint::writeSafetensors(summary.final_weights, weights, {{"format", "pt"}});
+      log_.info("final weights ", summary.final_weights);
+    }
   }
   if (elastic_ != nullptr) elastic_->markFinished();
   log_.info("peak RSS ", peakRssBytes() / (1 << 20), " MiB");
@@ -540,10 +496,9 @@ void Trainer::iterate(RunSummary& summary, const std::function<bool()>& stop_req
   m.step_ms = step_ms;
   m.comm_ms = result.comm_ms;
   m.exposed_comm_ms = result.exposed_comm_ms;
-  m.mfu = flops_per_token_ * m.tokens_per_s / (peak_flops_ * comm_->size());
-  m.world = comm_->size();
-  m.layout = outer_ ? c10::str("replicas=", replicas_, " dp=", describeSizes(replica_sizes_))
-                    : "dp=" + std::to_string(comm_->size());
+  m.mfu = flops_per_token_ * m.tokens_per_s / (peak_flops_ * world_comm_->size());
+  m.world = world_comm_->size();
+  m.layout = layoutName();
   m.bytes_tx = bytesSent();
   m.bytes_rx = bytesReceived();
   m.time = unixSeconds();
@@ -562,7 +517,7 @@ void Trainer::iterate(RunSummary& summary, const std::function<bool()>& stop_req
 
   // Every rank must stop at the same step: agree on the request (replicas of
   // an outer optimizer on logged steps only).
-  if (!outer_ || logged) *stop = reduceScalar(stop_requested() ? 1.0 : 0.0) > 0;
+  if (!outer_ || logged) *stop = reduceScalarOver(*world_comm_, stop_requested() ? 1.0 : 0.0) > 0;
   const bool checkpoint_due = job.train.checkpoint_every > 0 && step_ % job.train.checkpoint_every == 0;
   if (checkpoint_due || *stop || step_ == total) {
     saveCheckpoint();

@@ -116,6 +116,26 @@ class Trainer {
   void formElasticReplicas(const std::vector<int>& replica_of);
   /// This rank's share of the data over the current replicas and world.
   data::LoaderOptions loaderOptions() const;
+  /// parallel.tp > 1 (train/trainer_tensor_parallel.cpp): splits the world
+  /// into tensor-parallel groups of consecutive ranks and the data-parallel
+  /// world of this rank's position in them, which becomes comm_.
+  void formTensorParallel();
+  /// Replaces the whole model by this rank's tensor-parallel shard of it.
+  void shardModel();
+  /// Whole tensors from every tensor-parallel rank's shards (collective over
+  /// the group); `local` itself without tensor parallelism.
+  checkpoint::NamedTensors wholeTensors(const checkpoint::NamedTensors& local);
+  /// This rank's shards of whole tensors (a checkpoint's optimizer state).
+  checkpoint::NamedTensors localShards(const checkpoint::NamedTensors& whole) const;
+  /// Global gradient-norm clipping; with tensor parallelism the shards' squares
+  /// are summed over the group.
+  double clipGradNorm(double max_norm);
+  /// The forward of one micro-batch, through the tensor-parallel group if any.
+  at::Tensor forward(const at::Tensor& tokens);
+  /// The rank that writes files: data-parallel rank 0 at tensor-parallel position 0.
+  bool leads() const;
+  /// "dp=4", "dp=2 tp=2", or the replicas of an outer optimizer.
+  std::string layoutName() const;
   void makeOuterOptimizer();
   /// The replica file of this rank's replica in `checkpoint_dir`, loaded into
   /// the weights; returns its optimizer and outer state.
@@ -129,7 +149,11 @@ class Trainer {
   bool isLoggingStep(int64_t step) const;
 
   TrainerOptions opts_;
-  dist::Communicator* comm_;  ///< the world (an elastic job's current generation)
+  dist::Communicator* comm_;  ///< the data-parallel world (an elastic job's current generation)
+  dist::Communicator* world_comm_;  ///< every rank; comm_ too unless parallel.tp > 1
+  std::unique_ptr<dist::Communicator> owned_tp_comm_;
+  std::unique_ptr<dist::Communicator> owned_data_comm_;
+  std::unique_ptr<parallel::TensorParallel> tensor_parallel_;
   elastic::ElasticWorld* elastic_ = nullptr;
   std::unique_ptr<ElasticSession> session_;
   FaultInjector faults_;

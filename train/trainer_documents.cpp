@@ -24,7 +24,7 @@ HdpRankResult Trainer::documentStep() {
     lengths.push_back(d.length);
   }
   // Planned over the current world: after a lost rank, over the survivors.
-  const double loss_scale = 1.0 / static_cast<double>(context.tokens_per_step);
+  const StepOptions step{1.0 / static_cast<double>(context.tokens_per_step), tensor_parallel_.get()};
   if (context.mode == ContextMode::kHdp) {
     const parallel::HdpOptions opts{comm_->size(), context.capacity, 1.0,
                                     12.0 * static_cast<double>(opts_.job.model.dim)};
@@ -41,11 +41,11 @@ HdpRankResult Trainer::documentStep() {
       }
       plans_agreed_ = true;
     }
-    return runHdpStep(*model_, plan, sequences, *groups_, loss_scale);
+    return runHdpStep(*model_, plan, sequences, *groups_, step);
   }
   const int cp = context.cp > 0 ? static_cast<int>(context.cp) : parallel::staticCp(context.max_tokens, context.capacity);
   return runStaticStep(*model_, parallel::planStatic(lengths, comm_->size(), cp, context.capacity), sequences,
-                       *groups_, loss_scale);
+                       *groups_, step);
 }
 
 }  // namespace loom::train

@@ -41,6 +41,7 @@ LiveState Trainer::liveState() {
 void Trainer::applyGenerationChange(const elastic::GenerationChange& change) {
   const auto start = Clock::now();
   comm_ = &elastic_->main();
+  world_comm_ = comm_;  // parallel.tp is 1 in elastic jobs (config::validate)
   if (opts_.job.outer.algorithm != OuterAlgorithm::kNone) {
     // Its exchange in flight ran over the retired generation; the snapshot holds what it sent.
     outer_.reset();

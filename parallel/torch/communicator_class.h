@@ -1,7 +1,8 @@
 // torch.classes.loom.Communicator: this process's place in the job, joined from
 // the environment (runtime/dist/world.h). Registered by parallel/torch/register.cpp;
-// declared here so that the classes of higher layers (optim/torch/register.cpp)
-// can take it as an argument and reach the communicator underneath.
+// declared here so that other registration files (fused_norm_op.cpp,
+// optim/torch/register.cpp) can take it as an argument and reach the communicator
+// underneath.
 //
 // Compiled only into libloom_torch.so (loom/CMakeLists.txt).
 #pragma once

@@ -6,11 +6,13 @@
 //   dp.zero_grad(); dp.arm(); loss.backward(); dp.finish(); optimizer.step()
 //   cp = comm.split([0, 1])                  # a group of ranks (every listed rank calls it)
 //   out = torch.ops.loom.ring_attention(q, k, v, positions, documents, cp, True, 0.0)
+//   out, residual = torch.ops.loom.fused_allreduce_add_rms_norm(x, residual, w, eps, tp, "all_reduce")
 //
 // Compiled only into libloom_torch.so (loom/CMakeLists.txt). The identity comes
 // from torchrun / loom-launch / mpirun variables like loom-train's (runtime/dist/world.h).
-// Communicator is declared in communicator_class.h, for the classes of higher layers
-// that take one (optim/torch/register.cpp's OuterOptimizer).
+// Communicator is declared in communicator_class.h, for the other registration files
+// that take one: fused_norm_op.cpp (fused_allreduce_add_rms_norm, token_shard) and
+// optim/torch/register.cpp (OuterOptimizer).
 #include "parallel/gradient_reducer.h"
 #include "parallel/ring_attention.h"
 #include "parallel/torch/communicator_class.h"
