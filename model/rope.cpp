@@ -24,7 +24,8 @@ at::Tensor RotaryEmbedding::apply(const at::Tensor& x, int64_t start_pos) const 
   const int64_t seq = x.size(1);
   LOOM_CHECK(start_pos >= 0 && start_pos + seq <= maxSeqLen(), "RoPE: positions [", start_pos, ", ",
              start_pos + seq, ") exceed model.max_seq_len (", maxSeqLen(), ")");
-  return kernels::rope(x, cos_, sin_, start_pos);
+  // The tables live on the CPU; a model moved to a GPU takes a copy per call (max_seq_len x hd/2 floats).
+  return kernels::rope(x, cos_.to(x.device()), sin_.to(x.device()), start_pos);
 }
 
 at::Tensor RotaryEmbedding::applyAt(const at::Tensor& x, const at::Tensor& positions) const {
@@ -33,7 +34,8 @@ at::Tensor RotaryEmbedding::applyAt(const at::Tensor& x, const at::Tensor& posit
   LOOM_CHECK(positions.numel() == 0 || (positions.min().item<int64_t>() >= 0 &&
                                         positions.max().item<int64_t>() < maxSeqLen()),
              "RoPE: positions exceed model.max_seq_len (", maxSeqLen(), ")");
-  return kernels::rope(x, cos_.index_select(0, positions), sin_.index_select(0, positions), 0);
+  const at::Tensor index = positions.to(at::kCPU);
+  return kernels::rope(x, cos_.index_select(0, index).to(x.device()), sin_.index_select(0, index).to(x.device()), 0);
 }
 
 }  // namespace loom::model

@@ -6,13 +6,65 @@
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
+#include <utility>
+
+#if LOOM_PARALLEL_TORCH_CUDA
+#include "kernels/cuda/fused_add_rms_norm.cuh"
+#include "kernels/cuda/rms_norm.cuh"
+
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
 namespace loom::parallel {
 namespace {
 
-int64_t shardRows(int64_t tokens, int ranks) { return (tokens + ranks - 1) / ranks; }
+int64_t shardRows(int64_t tokens, int ranks) {
+  return (tokens + ranks - 1) / ranks;
+}
 
 at::Tensor padRows(const at::Tensor& t, int64_t rows) {
   return t.size(0) == rows ? t : at::constant_pad_nd(t, {0, 0, 0, rows - t.size(0)});
+}
+
+#if LOOM_PARALLEL_TORCH_CUDA
+/// addRmsNorm on CUDA: one kernel reads the float32 sums and writes both outputs
+/// already rounded to `dtype` (kernels/cuda), on the current stream.
+std::pair<at::Tensor, at::Tensor> addRmsNormCuda(const at::Tensor& sum, const at::Tensor& residual, const at::Tensor& w,
+                                                 double eps, at::ScalarType dtype) {
+  LOOM_CHECK_INPUT(residual.device() == sum.device() && w.device() == sum.device(),
+                   "fused all-reduce + add + RMSNorm: x is on ", sum.device(), " but residual is on ",
+                   residual.device(), " and weight on ", w.device(), "; move them to one device");
+  const c10::cuda::CUDAGuard guard(sum.device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(sum.device().index()).stream();
+  const at::Tensor res = residual.to(dtype).contiguous();
+  const at::Tensor weight = w.contiguous();
+  at::Tensor out = at::empty(sum.sizes(), res.options());
+  at::Tensor residual_out = at::empty(sum.sizes(), res.options());
+  const int64_t rows = sum.size(0);
+  const int64_t cols = sum.size(1);
+  if (dtype == at::kFloat) {
+    kernels::cuda::fusedAddRmsNormForward(sum.data_ptr<float>(), res.data_ptr<float>(), weight.data_ptr<float>(),
+                                          out.data_ptr<float>(), residual_out.data_ptr<float>(), nullptr, rows, cols,
+                                          eps, stream);
+  } else {
+    const auto bf16 = [](const at::Tensor& t) { return reinterpret_cast<__nv_bfloat16*>(t.data_ptr<at::BFloat16>()); };
+    kernels::cuda::fusedAddRmsNormForward(sum.data_ptr<float>(), bf16(res), weight.data_ptr<float>(), bf16(out),
+                                          bf16(residual_out), nullptr, rows, cols, eps, stream);
+  }
+  return {out, residual_out};
+}
+#endif
+
+/// (out, residual_out) in `dtype` from the float32 sums `sum` [rows, hidden]:
+/// computed in float32 and rounded once.
+std::pair<at::Tensor, at::Tensor> addRmsNorm(const at::Tensor& sum, const at::Tensor& residual, const at::Tensor& w,
+                                             double eps, at::ScalarType dtype) {
+#if LOOM_PARALLEL_TORCH_CUDA
+  if (sum.is_cuda()) return addRmsNormCuda(sum, residual, w, eps, dtype);
+#endif
+  const auto [out, residual_out] = kernels::fusedAddRmsNorm(sum, residual.to(at::kFloat), w, eps);
+  return {out.to(dtype), residual_out.to(dtype)};
 }
 
 }  // namespace
@@ -41,24 +93,23 @@ FusedNormOutput fusedAllReduceAddRmsNorm(const at::Tensor& x, const at::Tensor& 
     // A copy even for float32 x: the all-reduce works in place and x is the caller's.
     at::Tensor sum = x.to(at::kFloat, /*non_blocking=*/false, /*copy=*/true).contiguous();
     if (ranks > 1) group.allReduce(sum, dist::ReduceOp::kSum)->wait();
-    const auto [out, residual_out] = kernels::fusedAddRmsNorm(sum, residual.to(at::kFloat), w, eps);
-    return {out.to(x.scalar_type()), residual_out.to(x.scalar_type())};
+    const auto [out, residual_out] = addRmsNorm(sum, residual, w, eps, x.scalar_type());
+    return {out, residual_out};
   }
   const int64_t s = shardRows(tokens, ranks);
   LOOM_CHECK_INPUT(residual.dim() == 2 && residual.size(0) == s && residual.size(1) == x.size(1),
                    "fused all-reduce + add + RMSNorm: the residual shard is ", residual.sizes(), " but rank ",
                    group.rank(), " of ", ranks, " holds [", s, ", ", x.size(1), "] (tokenShard)");
   const at::Tensor padded = padRows(x.to(at::kFloat), ranks * s).contiguous();
-  at::Tensor shard = at::empty({s, x.size(1)}, at::kFloat);
+  at::Tensor shard = at::empty({s, x.size(1)}, padded.options());
   if (ranks > 1) {
     at::Tensor flat_shard = shard.view({-1});
     group.reduceScatter(padded.view({-1}), flat_shard, dist::ReduceOp::kSum)->wait();
   } else {
     shard.copy_(padded);
   }
-  const auto [normed, residual_out] = kernels::fusedAddRmsNorm(shard, residual.to(at::kFloat), w, eps);
   // Rounded before the gather, so every rank receives the same bytes.
-  const at::Tensor mine = normed.to(x.scalar_type()).contiguous();
+  const auto [mine, residual_out] = addRmsNorm(shard, residual, w, eps, x.scalar_type());
   at::Tensor gathered = at::empty({ranks * s, x.size(1)}, mine.options());
   if (ranks > 1) {
     at::Tensor flat_gathered = gathered.view({-1});
@@ -66,7 +117,7 @@ FusedNormOutput fusedAllReduceAddRmsNorm(const at::Tensor& x, const at::Tensor& 
   } else {
     gathered.copy_(mine);
   }
-  return {gathered.narrow(0, 0, tokens), residual_out.to(x.scalar_type())};
+  return {gathered.narrow(0, 0, tokens), residual_out};
 }
 
 }  // namespace loom::parallel

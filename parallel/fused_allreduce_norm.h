@@ -3,7 +3,7 @@
 // parallel_elastic.md §3.5, TokenWeave's fused_allreduce_layernorm):
 //   a = sum_k x_k,  residual_out = a + residual_in,
 //   out = residual_out * rsqrt(mean(residual_out^2) + eps) * weight
-// on the CPU, over any communicator, in two ways:
+// over any communicator, in two ways:
 //   kAllReduce      all-reduce x, then the fused add+RMSNorm kernel on every
 //                   token on every rank; the residual is full on every rank.
 //   kReduceScatter  the portable decomposition: reduce-scatter x over tokens
@@ -14,6 +14,10 @@
 //                   and `out` is the same bytes on every rank.
 // Sums, the residual add and the norm run in float32 whatever the dtype
 // (float32 or bfloat16); outputs are rounded to x's dtype once at the end.
+// CUDA tensors (on an NcclCommunicator) take the same steps; where libtorch has
+// CUDA, the add+norm step is one kernel that writes the rounded outputs
+// (kernels/cuda/fused_add_rms_norm.cuh). The raw-pointer launchers over an
+// ncclComm_t, and the symmetric-memory path, are in parallel/cuda/.
 #pragma once
 
 #include "runtime/dist/communicator.h"

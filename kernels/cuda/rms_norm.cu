@@ -75,7 +75,7 @@ __global__ void rmsNormForwardKernel(const float* __restrict__ x, const float* r
     }
     sum_sq = blockSum(sum_sq, shared);
     const float r = 1.0f / sqrtf(sum_sq / static_cast<float>(cols) + eps);
-    if (threadIdx.x == 0) {
+    if (rstd != nullptr && threadIdx.x == 0) {
       rstd[row] = r;
     }
     for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {

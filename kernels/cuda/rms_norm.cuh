@@ -14,7 +14,9 @@
 // Determinism: every reduction has an order fixed by (rows, cols) alone (no atomics),
 // so repeated runs give bitwise identical results on the same GPU model.
 //
-// REQUIRES for every call: rows >= 0, cols >= 1, no output aliases an input.
+// REQUIRES for every call: rows >= 0, cols >= 1, no output aliases an input, except
+// that the fused forward's residual_out may equal residual (updated in place). The
+// forwards' rstd may be null when no backward follows (the fused all-reduce paths).
 #pragma once
 
 #include <cuda_runtime_api.h>

@@ -24,7 +24,7 @@ std::chrono::milliseconds timeoutOf(const ParallelOptions& opts) {
   return std::chrono::milliseconds(static_cast<int64_t>(opts.timeout_s * 1000.0));
 }
 
-bool underMpirun() {
+[[maybe_unused]] bool underMpirun() {  // unused where MPI is not built in
 #if LOOM_WITH_MPI
   return launchedByMpirun(::getenv);
 #else

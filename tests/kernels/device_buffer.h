@@ -1,6 +1,6 @@
-// What the CUDA kernel tests share: float device buffers copied from and back
-// to CPU tensors, and a fixture that skips (with the reason) where no CUDA
-// device is usable and otherwise gives each test a stream.
+// What the CUDA kernel tests share: device buffers copied from and back to CPU
+// tensors (float, or bytes of any dtype), and a fixture that skips (with the
+// reason) where no CUDA device is usable and otherwise gives each test a stream.
 #pragma once
 
 #include "kernels/cuda/cuda_check.h"
@@ -10,7 +10,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace loom::test {
 
@@ -44,14 +46,58 @@ class DeviceBuffer {
   int64_t count_;
 };
 
+/// A device copy of a CPU tensor of any dtype (contiguous bytes), or `bytes`
+/// uninitialised bytes; read back as a CPU tensor of a given shape and dtype.
+class DeviceBytes {
+ public:
+  explicit DeviceBytes(size_t bytes) : bytes_(bytes) {
+    LOOM_CUDA_CHECK(cudaMalloc(&data_, std::max<size_t>(bytes, 1)));
+  }
+  explicit DeviceBytes(const at::Tensor& host) : DeviceBytes(host.nbytes()) {
+    const at::Tensor src = host.contiguous();
+    LOOM_CUDA_CHECK(cudaMemcpy(data_, src.data_ptr(), bytes_, cudaMemcpyHostToDevice));
+  }
+  ~DeviceBytes() { cudaFree(data_); }
+  DeviceBytes(const DeviceBytes&) = delete;
+  DeviceBytes& operator=(const DeviceBytes&) = delete;
+
+  void* get() const { return data_; }
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(data_);
+  }
+
+  /// The first bytes of the buffer as a CPU tensor, after all device work has finished.
+  at::Tensor toHost(at::IntArrayRef sizes, at::ScalarType dtype) const {
+    at::Tensor out = at::empty(sizes, at::TensorOptions().dtype(dtype));
+    LOOM_CUDA_CHECK(cudaDeviceSynchronize());
+    LOOM_CUDA_CHECK(cudaMemcpy(out.data_ptr(), data_, out.nbytes(), cudaMemcpyDeviceToHost));
+    return out;
+  }
+
+ private:
+  void* data_ = nullptr;
+  size_t bytes_;
+};
+
+/// Whether a CUDA device is usable, and if not, why (for GTEST_SKIP).
+inline bool cudaUsable(std::string* reason) {
+  int count = 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status == cudaSuccess && count > 0) {
+    return true;
+  }
+  *reason = std::string("no usable CUDA device: cudaGetDeviceCount returned ") + cudaGetErrorName(status) + " with " +
+            std::to_string(count) + " devices";
+  return false;
+}
+
 class CudaStreamTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    int count = 0;
-    const cudaError_t status = cudaGetDeviceCount(&count);
-    if (status != cudaSuccess || count == 0) {
-      GTEST_SKIP() << "no usable CUDA device: cudaGetDeviceCount returned " << cudaGetErrorName(status) << " with "
-                   << count << " devices";
+    std::string reason;
+    if (!cudaUsable(&reason)) {
+      GTEST_SKIP() << reason;
     }
     LOOM_CUDA_CHECK(cudaStreamCreate(&stream_));
   }

@@ -1,0 +1,120 @@
+// What the fused norm kernels share (internal to .cu files; never include it from
+// host-only code): groups of 8 bfloat16 or float32 elements moved with 16-byte
+// accesses and widened to float32, a block-wide float sum, and the opt-in for
+// rows cached in more than 48 KiB of dynamic shared memory.
+#pragma once
+
+#include "kernels/cuda/cuda_check.h"
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace loom::kernels::cuda::detail {
+
+constexpr int kWarpSize = 32;
+/// Elements per vector group: 16 bytes of bfloat16, 32 bytes (two accesses) of float32.
+constexpr int kGroup = 8;
+
+__device__ inline float toFloat(float v) {
+  return v;
+}
+__device__ inline float toFloat(__nv_bfloat16 v) {
+  return __bfloat162float(v);
+}
+/// Round to nearest even, as c10::BFloat16 (the CPU path) rounds.
+__device__ inline __nv_bfloat16 toBfloat16(float v) {
+  return __float2bfloat16_rn(v);
+}
+
+/// REQUIRES: p is 16-byte aligned.
+__device__ inline void loadGroup(const float* p, float (&v)[kGroup]) {
+  const float4 a = reinterpret_cast<const float4*>(p)[0];
+  const float4 b = reinterpret_cast<const float4*>(p)[1];
+  v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+}
+
+__device__ inline void loadGroup(const __nv_bfloat16* p, float (&v)[kGroup]) {
+  const uint4 bits = *reinterpret_cast<const uint4*>(p);
+  const auto* pairs = reinterpret_cast<const __nv_bfloat162*>(&bits);
+#pragma unroll
+  for (int i = 0; i < kGroup / 2; ++i) {
+    const float2 f = __bfloat1622float2(pairs[i]);
+    v[2 * i] = f.x;
+    v[2 * i + 1] = f.y;
+  }
+}
+
+__device__ inline void storeGroup(float* p, const float (&v)[kGroup]) {
+  reinterpret_cast<float4*>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
+  reinterpret_cast<float4*>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
+}
+
+__device__ inline void storeGroup(__nv_bfloat16* p, const float (&v)[kGroup]) {
+  uint4 bits;
+  auto* pairs = reinterpret_cast<__nv_bfloat162*>(&bits);
+#pragma unroll
+  for (int i = 0; i < kGroup / 2; ++i) {
+    pairs[i] = __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);
+  }
+  *reinterpret_cast<uint4*>(p) = bits;
+}
+
+__device__ inline float warpSum(float value) {
+  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
+    value += __shfl_xor_sync(0xffffffffu, value, offset);
+  }
+  return value;
+}
+
+/// Sum of `value` over the block, returned to every thread, in an order fixed by
+/// blockDim alone. REQUIRES: blockDim.x is a multiple of kWarpSize; every thread calls it.
+__device__ inline float blockSum(float value, float* shared /* [kWarpSize] */) {
+  value = warpSum(value);
+  const int lane = threadIdx.x % kWarpSize;
+  const int warp = threadIdx.x / kWarpSize;
+  if (lane == 0) {
+    shared[warp] = value;
+  }
+  __syncthreads();
+  const int warps = blockDim.x / kWarpSize;
+  value = warpSum(lane < warps ? shared[lane] : 0.0f);
+  __syncthreads();  // shared may be reused by the next call
+  return value;
+}
+
+inline bool aligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+/// Threads for a row of `units` (groups or elements): whole warps, at most `max_threads`.
+inline int threadsFor(int64_t units, int max_threads) {
+  const int64_t warps = (units + kWarpSize - 1) / kWarpSize;
+  return static_cast<int>(std::min<int64_t>(max_threads, warps * kWarpSize));
+}
+
+/// Lets `kernel` use `bytes` of dynamic shared memory: a no-op up to the 48 KiB every
+/// device grants; beyond, checked against the device's opt-in limit (InputError with
+/// `what` and both sizes when the row is too wide) and requested from the runtime.
+template <typename Kernel>
+void reserveDynamicSharedMemory(Kernel* kernel, size_t bytes, const char* what) {
+  constexpr size_t kDefaultBytes = 48 * 1024;
+  if (bytes <= kDefaultBytes) {
+    return;
+  }
+  int device = 0;
+  LOOM_CUDA_CHECK(cudaGetDevice(&device));
+  int optin = 0;
+  LOOM_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  LOOM_CUDA_REQUIRE(bytes <= static_cast<size_t>(optin),
+                    std::string(what) + ": a row of float32 needs " + std::to_string(bytes) +
+                        " bytes of shared memory but CUDA device " + std::to_string(device) + " allows " +
+                        std::to_string(optin) + " per block; use a narrower hidden size");
+  LOOM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+}
+
+}  // namespace loom::kernels::cuda::detail

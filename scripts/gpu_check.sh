@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# The GPU checks of issue 7, on a machine with an NVIDIA GPU, in one run of at most
+# LOOM_GPU_CHECK_BUDGET_S seconds (default 470: under 8 minutes), each step under
+# `timeout`. Prints everything. Exit status: 0 all passed on a GPU, 1 a step failed,
+# 2 the build cannot start (what is missing is named), 3 no GPU (all tests skipped).
+#
+#   1. Finds what the build needs: nvcc, cmake, ninja, NCCL >= 2.28 (nccl_device/),
+#      the Debian dev packages loom's CMake requires (protobuf, nlohmann-json,
+#      CLI11, GoogleTest, Gloo). Missing packages are installed with apt-get when it
+#      is there and works (root or sudo, a reachable mirror); otherwise the script
+#      stops and names what is missing.
+#   2. Configures a separate build dir (default build-gpu, or $1): CUDA on, sm_90,
+#      tests and benchmarks on, MPI off. With a PyTorch that has CUDA
+#      (python3 -c 'import torch; print(torch.utils.cmake_prefix_path)'), against
+#      its libtorch, so the torch ops run on CUDA tensors too (the training step
+#      test and benchmark, the torch-level fused norm test); if that configure
+#      fails, or there is no CUDA PyTorch, against the system libtorch, where only
+#      the raw-pointer CUDA/NCCL checks exist.
+#   3. Builds only the targets below with all cores, cheapest first, and runs:
+#      loom_parallel_cuda_tests (fused all-reduce + RMSNorm: all-reduce,
+#      reduce-scatter and symmetric-memory paths, 10^4 launches), loom_nccl_tests,
+#      fused_norm_cuda_bench (kernel vs cudaMemcpy bandwidth), the kernels' CUDA
+#      tests, and with a CUDA libtorch loom_model_cuda_tests and gpu_train_bench.
+#
+# Environment: LOOM_GPU_CHECK_BUDGET_S (seconds), LOOM_GPU_CHECK_TORCH
+# (auto | pytorch | system), LOOM_GPU_CHECK_JOBS (build jobs, default all cores),
+# NCCL_HOME (an NCCL install with include/ and lib/).
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+build_dir="${1:-build-gpu}"
+budget="${LOOM_GPU_CHECK_BUDGET_S:-470}"
+torch_choice="${LOOM_GPU_CHECK_TORCH:-auto}"
+jobs="${LOOM_GPU_CHECK_JOBS:-$(nproc)}"
+failures=()
+export PATH="/usr/local/cuda/bin:$PATH"
+
+# step NAME MAX_SECONDS COMMAND...: runs COMMAND under timeout (capped by what is
+# left of the budget), prints its output and records a failure.
+step() {
+  local name="$1" max="$2"
+  shift 2
+  local left=$((budget - SECONDS))
+  if ((left < 15)); then
+    echo "== $name: not run, the ${budget}s budget is spent"
+    failures+=("$name (no time left)")
+    return 1
+  fi
+  local limit=$((max < left ? max : left))
+  echo "== $name (limit ${limit}s): $*"
+  local t0=$SECONDS
+  timeout --kill-after=10 "$limit" "$@"
+  local rc=$?
+  echo "== $name: exit $rc after $((SECONDS - t0))s"
+  ((rc == 0)) || failures+=("$name (exit $rc$( ((rc == 124)) && echo ', timed out'))")
+  return "$rc"
+}
+
+finish() {
+  echo "== gpu_check: $((SECONDS))s"
+  if ((${#failures[@]} > 0)); then
+    printf '== FAILED: %s\n' "${failures[@]}"
+    exit 1
+  fi
+  if [ "$gpu_found" != yes ]; then
+    echo "== no GPU found: everything built, every GPU test skipped; nothing was verified on a GPU"
+    exit 3
+  fi
+  echo "== all GPU checks passed"
+  exit 0
+}
+
+echo "== machine"
+gpu_found=no
+if command -v nvidia-smi >/dev/null && nvidia-smi -L | tee /dev/stderr | grep -q '^GPU'; then gpu_found=yes; fi
+[ "$gpu_found" = yes ] || echo "== nvidia-smi finds no GPU: the build still runs, the GPU tests will skip"
+nvcc --version 2>&1 | tail -1 || true
+
+# ---- 1. what the build needs -------------------------------------------------------
+has_header() { printf '#include <%s>\n' "$1" | c++ -x c++ -fsyntax-only - >/dev/null 2>&1; }
+missing_packages() {
+  local m=()
+  command -v cmake >/dev/null || m+=(cmake)
+  command -v ninja >/dev/null || m+=(ninja-build)
+  command -v c++ >/dev/null || m+=(g++)
+  { command -v protoc >/dev/null && has_header google/protobuf/message.h; } || m+=(libprotobuf-dev protobuf-compiler)
+  has_header nlohmann/json.hpp || m+=(nlohmann-json3-dev)
+  has_header CLI/CLI.hpp || m+=(libcli11-dev)
+  has_header gtest/gtest.h || m+=(libgtest-dev)
+  has_header gmock/gmock.h || m+=(libgmock-dev)
+  [ -n "${gloo_args[*]:-}" ] || has_header gloo/context.h || m+=(libgloo-dev)
+  echo "${m[@]:-}"
+}
+
+torch_prefix="" torch_root=""
+if [ "$torch_choice" != system ] &&
+  python3 -c 'import torch, sys; sys.exit(0 if torch.version.cuda else 1)' 2>/dev/null; then
+  torch_prefix="$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')"
+  torch_root="$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')"
+  python3 -c 'import torch; print("== PyTorch", torch.__version__, "CUDA", torch.version.cuda,
+      "cxx11 abi", torch.compiled_with_cxx11_abi(), "GPUs", torch.cuda.device_count())'
+elif [ "$torch_choice" = pytorch ]; then
+  echo "gpu_check: LOOM_GPU_CHECK_TORCH=pytorch but python3 cannot import a CUDA build of torch"
+  exit 2
+else
+  echo "== no CUDA PyTorch: the system libtorch is used; the torch-level CUDA checks are not built"
+fi
+
+# loom calls Gloo next to libtorch's ProcessGroupGloo, so the two must be the same
+# Gloo: with a PyTorch wheel that ships Gloo's headers, use them and its libtorch_cpu.
+gloo_args=()
+if [ -n "$torch_root" ] && [ -f "$torch_root/include/gloo/context.h" ]; then
+  gloo_args=(-DLOOM_GLOO_INCLUDE_DIR="$torch_root/include" -DLOOM_GLOO_LIBRARY="$torch_root/lib/libtorch_cpu.so")
+fi
+
+read -r -a missing <<<"$(missing_packages)"
+if ((${#missing[@]} > 0)); then
+  echo "== missing: ${missing[*]}"
+  sudo=()
+  [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && sudo=(sudo -n)
+  if command -v apt-get >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    timeout 90 "${sudo[@]}" apt-get update -qq && timeout 150 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    read -r -a missing <<<"$(missing_packages)"
+  fi
+  if ((${#missing[@]} > 0)); then
+    echo "gpu_check: cannot build without these Debian packages: ${missing[*]}"
+    echo "gpu_check: apt-get is $(command -v apt-get >/dev/null && echo 'there but failed (no root or no mirror?)' || echo 'not installed');"
+    echo "gpu_check: install them (scripts/install_deps.sh lists loom's) or bring the headers and point CMake at them"
+    exit 2
+  fi
+fi
+
+nccl_args=(-DLOOM_WITH_NCCL=ON)
+nccl_include="${NCCL_HOME:+$NCCL_HOME/include}"
+nccl_include="${nccl_include:-/usr/local/cuda/include}"
+nccl_code="$(sed -n 's/^#define NCCL_VERSION_CODE \([0-9]*\).*/\1/p' "$nccl_include/nccl.h" 2>/dev/null)"
+if [ -z "$nccl_code" ] || ((nccl_code < 22800)) || [ ! -d "$nccl_include/nccl_device" ]; then
+  echo "== NCCL >= 2.28 with nccl_device/ not found in $nccl_include (NCCL_VERSION_CODE '${nccl_code}'):"
+  echo "   building without NCCL; the fused all-reduce norm and NCCL checks are skipped (set NCCL_HOME)"
+  nccl_args=(-DLOOM_WITH_NCCL=OFF)
+  failures+=("NCCL 2.28 missing")
+else
+  echo "== NCCL $nccl_code in $nccl_include"
+fi
+
+# ---- 2. configure ------------------------------------------------------------------
+configure() {  # configure DIR TORCH_PREFIX_OR_EMPTY
+  local args=(-S . -B "$1" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLOOM_WITH_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90
+    -DLOOM_BUILD_TESTS=ON -DLOOM_BUILD_BENCHMARKS=ON -DLOOM_WITH_MPI=OFF "${nccl_args[@]}")
+  [ -n "$2" ] && args+=(-DCMAKE_PREFIX_PATH="$2" "${gloo_args[@]}")
+  step "configure $1" 120 cmake "${args[@]}"
+}
+if [ -n "$torch_prefix" ] && ! configure "$build_dir" "$torch_prefix"; then
+  echo "== configuring against PyTorch's libtorch failed: falling back to the system libtorch"
+  build_dir="$build_dir-system"
+  torch_prefix=""
+fi
+if [ -z "$torch_prefix" ] && ! configure "$build_dir" ""; then
+  finish
+fi
+
+# ---- 3. build and run, cheapest first ---------------------------------------------
+has_target() { ninja -C "$build_dir" -t targets all 2>/dev/null | grep -q "^$1:"; }
+build() {  # build TARGET...: the ones this configuration defines
+  local targets=()
+  for t in "$@"; do has_target "$t" && targets+=("$t"); done
+  ((${#targets[@]} == 0)) || step "build ${targets[*]}" 300 ninja -C "$build_dir" -j "$jobs" "${targets[@]}"
+}
+run() {  # run NAME MAX_SECONDS BINARY ARGS...: when the binary was built
+  local name="$1" max="$2" binary="$build_dir/bin/$3"
+  shift 3
+  if [ -x "$binary" ]; then step "$name" "$max" "$binary" "$@"; else echo "== $name: not built here"; fi
+}
+
+build loom_parallel_cuda_tests loom_nccl_tests fused_norm_cuda_bench
+run "fused norm CUDA tests" 240 loom_parallel_cuda_tests
+run "NCCL communicator tests" 120 loom_nccl_tests
+run "fused norm bandwidth benchmark" 120 fused_norm_cuda_bench --reps 50
+build loom_kernels_tests loom_model_cuda_tests gpu_train_bench
+run "kernels' CUDA tests" 120 loom_kernels_tests --gtest_filter='*Cuda*'
+run "training step on CUDA vs CPU" 60 loom_model_cuda_tests
+run "one-GPU training throughput" 120 gpu_train_bench --steps 20 --warmup 3
+finish
