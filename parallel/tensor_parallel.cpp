@@ -25,28 +25,38 @@ at::Tensor orZeros(const at::Tensor& grad, at::IntArrayRef sizes, const at::Tens
   return grad.defined() ? grad : at::zeros(sizes, options);
 }
 
+// The collectives themselves, called on the group's stream (by a job, or
+// through stream().run()).
+
 /// [tokens, hidden] from every rank's [s, hidden] shard, the padding dropped.
-at::Tensor allGatherTokens(TensorParallel& tp, const at::Tensor& shard, int64_t tokens) {
+at::Tensor gatherRows(dist::Communicator& group, const at::Tensor& shard, int64_t tokens) {
   const at::Tensor mine = shard.contiguous();
-  at::Tensor gathered = at::empty({tp.size() * mine.size(0), mine.size(1)}, mine.options());
-  tp.stream().run([&] {
-    at::Tensor flat = gathered.view({-1});
-    tp.group().allGather(mine.view({-1}), flat)->wait();
-  });
+  at::Tensor gathered = at::empty({group.size() * mine.size(0), mine.size(1)}, mine.options());
+  at::Tensor flat = gathered.view({-1});
+  group.allGather(mine.view({-1}), flat)->wait();
   return gathered.narrow(0, 0, tokens);
 }
 
 /// This rank's shard of the sum over the group of `full` [tokens, hidden].
-at::Tensor reduceScatterTokens(TensorParallel& tp, const at::Tensor& full) {
-  const int64_t s = shardRows(full.size(0), tp.size());
-  const at::Tensor padded =
-      at::constant_pad_nd(full, {0, 0, 0, tp.size() * s - full.size(0)}).contiguous();
+at::Tensor reduceScatterRows(dist::Communicator& group, const at::Tensor& full) {
+  const int64_t s = shardRows(full.size(0), group.size());
+  const at::Tensor padded = at::constant_pad_nd(full, {0, 0, 0, group.size() * s - full.size(0)}).contiguous();
   at::Tensor shard = at::empty({s, full.size(1)}, full.options());
-  tp.stream().run([&] {
-    at::Tensor flat = shard.view({-1});
-    tp.group().reduceScatter(padded.view({-1}), flat, dist::ReduceOp::kSum)->wait();
-  });
+  at::Tensor flat = shard.view({-1});
+  group.reduceScatter(padded.view({-1}), flat, dist::ReduceOp::kSum)->wait();
   return shard;
+}
+
+at::Tensor allGatherTokens(TensorParallel& tp, const at::Tensor& shard, int64_t tokens) {
+  at::Tensor out;
+  tp.stream().run([&] { out = gatherRows(tp.group(), shard, tokens); });
+  return out;
+}
+
+at::Tensor reduceScatterTokens(TensorParallel& tp, const at::Tensor& full) {
+  at::Tensor out;
+  tp.stream().run([&] { out = reduceScatterRows(tp.group(), full); });
+  return out;
 }
 
 at::Tensor allReduceSum(TensorParallel& tp, const at::Tensor& t) {
@@ -120,16 +130,11 @@ void backwardJob(SublayerEnd& end, const at::Tensor& d_out, const at::Tensor& d_
   TensorParallel& tp = *end.tp;  // on its stream: collectives directly
   const bool sp = tp.options().sequence_parallel;
   const at::Tensor& r = end.residual_out;
-  at::Tensor g;
-  if (sp) {
-    g = end.replicated_consumer ? tokenShard(d_out, tp.size(), tp.rank()) : at::Tensor();
-    if (!g.defined()) {
-      const int64_t s = r.size(0);
-      const at::Tensor padded = at::constant_pad_nd(d_out, {0, 0, 0, tp.size() * s - d_out.size(0)}).contiguous();
-      g = at::empty({s, d_out.size(1)}, d_out.options());
-      at::Tensor flat = g.view({-1});
-      tp.group().reduceScatter(padded.view({-1}), flat, dist::ReduceOp::kSum)->wait();
-    }
+  at::Tensor g;  // the gradient of out at the norm's tokens, summed over the group
+  if (sp && end.replicated_consumer) {
+    g = tokenShard(d_out, tp.size(), tp.rank());
+  } else if (sp) {
+    g = reduceScatterRows(tp.group(), d_out);
   } else {
     g = d_out.clone(at::MemoryFormat::Contiguous);
     if (!end.replicated_consumer) tp.group().allReduce(g, dist::ReduceOp::kSum)->wait();
@@ -148,10 +153,7 @@ void backwardJob(SublayerEnd& end, const at::Tensor& d_out, const at::Tensor& d_
   end.d_residual = dr;
   if (sp) {
     tp.group().allReduce(dw, dist::ReduceOp::kSum)->wait();  // each rank normed its own tokens
-    at::Tensor gathered = at::empty({tp.size() * dr.size(0), dr.size(1)}, dr.options());
-    at::Tensor flat = gathered.view({-1});
-    tp.group().allGather(dr.contiguous().view({-1}), flat)->wait();
-    end.d_partial = gathered.narrow(0, 0, end.tokens);
+    end.d_partial = gatherRows(tp.group(), dr, end.tokens);
   } else {
     end.d_partial = dr.clone();  // not dr itself: autograd may accumulate into either in place
   }

@@ -1,6 +1,7 @@
 #include "kernels/cuda/rms_norm.cuh"
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/norm_util.cuh"
 
 #include <cuda_runtime.h>
 
@@ -9,7 +10,8 @@
 namespace loom::kernels::cuda {
 namespace {
 
-constexpr int kWarpSize = 32;
+using detail::blockSum;
+using detail::kWarpSize;
 constexpr int kMaxThreadsPerRow = 512;
 // Rows are grid-strided beyond this many blocks.
 constexpr int64_t kMaxRowBlocks = 65535;
@@ -26,29 +28,6 @@ int64_t rowsPerChunk(int64_t rows) {
 
 int64_t chunkCount(int64_t rows) {
   return (rows + rowsPerChunk(rows) - 1) / rowsPerChunk(rows);
-}
-
-__device__ float warpSum(float value) {
-  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
-    value += __shfl_xor_sync(0xffffffffu, value, offset);
-  }
-  return value;
-}
-
-/// Sum of `value` over the block, returned to every thread in a fixed order.
-/// REQUIRES: blockDim.x is a multiple of kWarpSize; every thread of the block calls it.
-__device__ float blockSum(float value, float* shared /* [kWarpSize] */) {
-  value = warpSum(value);
-  const int lane = threadIdx.x % kWarpSize;
-  const int warp = threadIdx.x / kWarpSize;
-  if (lane == 0) {
-    shared[warp] = value;
-  }
-  __syncthreads();
-  const int warps = blockDim.x / kWarpSize;
-  value = warpSum(lane < warps ? shared[lane] : 0.0f);
-  __syncthreads();  // shared may be reused by the next call
-  return value;
 }
 
 /// One block per row. residual == nullptr: plain RMSNorm of x; otherwise the row is
