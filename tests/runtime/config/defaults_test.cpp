@@ -203,6 +203,15 @@ TEST(DefaultsTest, ElasticConfigIsTheTinyJobWithZero1AndAnElasticSection) {
   test::expectSameOptions(expected, loadJobConfig(test::sourcePath("configs/elastic.pbtxt"), {}, 4));
 }
 
+TEST(DefaultsTest, TpConfigIsTheTinyJobInTensorParallelPairs) {
+  for (int world : {2, 4}) {
+    JobOptions expected = loadJobConfig(test::sourcePath("configs/tiny.pbtxt"), {}, world);
+    expected.train.out_dir = "runs/tp";
+    expected.parallel.tp = 2;
+    test::expectSameOptions(expected, loadJobConfig(test::sourcePath("configs/tp.pbtxt"), {}, world));
+  }
+}
+
 TEST(DefaultsTest, HdpConfigIsTheTinyJobOnDocuments) {
   JobOptions expected = loadJobConfig(test::sourcePath("configs/tiny.pbtxt"), {}, 4);
   expected.train.out_dir = "runs/hdp";

@@ -61,21 +61,26 @@ class HdpTrainCliTest : public ::testing::Test {
   static inline JobOptions* job_ = nullptr;
 };
 
-// Four ranks as two tensor-parallel pairs: HDP plans over the pairs (two
-// positions of 64-token capacity hold the longest document) and each pair
-// runs its shards with ring attention between the pairs' same positions.
-TEST_F(HdpTrainCliTest, TensorParallelPairsUnderHdpEqualOneProcess) {
+// Four ranks as two tensor-parallel pairs: HDP and the static mesh plan over
+// the pairs (two positions of 64-token capacity hold the longest document)
+// and each pair runs its shards with ring attention between the pairs' same
+// positions.
+TEST_F(HdpTrainCliTest, TensorParallelPairsUnderHdpAndStaticMeshesEqualOneProcess) {
   const std::string single = dir_->file("single_for_tp");
   const CommandResult one = train(single, 1, "--set context.capacity=128");
   ASSERT_EQ(one.exit_code, 0) << one.output;
-  const std::string out = dir_->file("hdp_tp2");
-  const CommandResult four = train(out, 4, "--set parallel.tp=2 --set context.capacity=64");
-  ASSERT_EQ(four.exit_code, 0) << four.output;
-  EXPECT_THAT(four.output, HasSubstr("tensor parallel: dp=2 tp=2"));
-  bool bitwise = false;
-  const double distance = distanceTo(out, single, &bitwise);
-  EXPECT_LE(distance, kTolerance);
-  std::cout << "[ hdp      ] HDP over 2 tensor-parallel pairs vs 1 process: relative L2 " << distance << "\n";
+  for (const char* mode : {"HDP", "STATIC"}) {
+    const std::string out = dir_->file(std::string("tp2_") + mode);
+    const CommandResult four =
+        train(out, 4, std::string("--set parallel.tp=2 --set context.capacity=64 --set context.mode=") + mode);
+    ASSERT_EQ(four.exit_code, 0) << four.output;
+    EXPECT_THAT(four.output, HasSubstr("tensor parallel: dp=2 tp=2"));
+    bool bitwise = false;
+    const double distance = distanceTo(out, single, &bitwise);
+    EXPECT_LE(distance, kTolerance) << mode;
+    std::cout << "[ hdp      ] " << mode << " over 2 tensor-parallel pairs vs 1 process: relative L2 " << distance
+              << "\n";
+  }
 }
 
 TEST_F(HdpTrainCliTest, FourRanksOfHdpAndStaticMeshesEqualOneProcess) {

@@ -107,6 +107,24 @@ TEST_P(TensorParallelCliTest, WeightsAndOptimizerStateAfterFiveStepsEqualOneRank
                      checkpointFile(dir_->file("one"), "optimizer.safetensors"), "optimizer state");
 }
 
+// Checkpoints hold whole tensors: a one-rank run's step-3 checkpoint resumes
+// as a tensor-parallel pair (each rank cutting its shards of the weights and
+// the optimizer state) and ends where the one-rank run ended.
+TEST_F(TensorParallelCliTest, AOneRankCheckpointResumesAsATensorParallelPair) {
+  const std::string out = dir_->file("resumed_as_pair");
+  const CommandResult first = run("", out, "--set train.checkpoint_every=3");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  // Back to step 3, as if the run had stopped there.
+  std::filesystem::remove_all(out + "/checkpoints/step_00000005");
+  std::filesystem::remove(out + "/model.safetensors");
+  const CommandResult second =
+      run(shellQuote(loom::test::loomBinary("loom-launch")) + " --nproc-per-node 2 --", out,
+          "--set parallel.tp=2 --set parallel.token_split_min_tokens=64");
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  EXPECT_NE(second.output.find("resumed from"), std::string::npos) << second.output;
+  expectEqualTensors(out + "/model.safetensors", dir_->file("one/model.safetensors"), "resumed weights");
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Layouts, TensorParallelCliTest,
     ::testing::Values(
