@@ -248,7 +248,11 @@ TEST_F(LauncherProcessTest, WorkerIgnoringSigtermIsKilledAfterTheGracePeriod) {
 
 TEST_F(LauncherProcessTest, WorkersDoNotOutliveAKilledLauncher) {
   BackgroundProcess launcher(
-      launch("--nproc-per-node 2", "echo $$ > \"$DIR/pid_$RANK\"\nwhile :; do sleep 0.05; done\n"), file("log"));
+      // Written then renamed: the file appears only once it holds the pid.
+      launch("--nproc-per-node 2",
+             "echo $$ > \"$DIR/pid_$RANK.tmp\"; mv \"$DIR/pid_$RANK.tmp\" \"$DIR/pid_$RANK\"\n"
+             "while :; do sleep 0.05; done\n"),
+      file("log"));
   while (!exists("pid_0") || !exists("pid_1")) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   const pid_t worker0 = std::stoi(readTextFile(file("pid_0")));
   const pid_t worker1 = std::stoi(readTextFile(file("pid_1")));
