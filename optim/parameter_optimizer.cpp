@@ -18,12 +18,36 @@ std::vector<at::Tensor> tensorsOf(const NamedTensors& named) {
   return out;
 }
 
+/// The sums of squares of the tensors' gradients (0 without one), in double.
+at::Tensor squaresOf(const std::vector<at::Tensor>& tensors) {
+  at::Tensor squares = at::zeros({static_cast<int64_t>(tensors.size())}, at::kDouble);
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const at::Tensor g = tensors[i].grad();
+    if (g.defined()) squares[static_cast<int64_t>(i)] = g.to(at::kDouble).pow(2).sum();
+  }
+  return squares;
+}
+
+std::vector<double> toVector(const at::Tensor& t) {
+  const double* data = t.data_ptr<double>();
+  return {data, data + t.numel()};
+}
+
+void scaleGradientsOf(const std::vector<at::Tensor>& tensors, double coef) {
+  for (const at::Tensor& t : tensors) {
+    at::Tensor g = t.grad();
+    if (g.defined()) g.mul_(coef);
+  }
+}
+
 class ReplicatedAdamW final : public ParameterOptimizer {
  public:
   ReplicatedAdamW(NamedTensors params, const OptimizerOptions& opts)
       : params_(tensorsOf(params)), adam_(std::move(params), opts) {}
 
   double clipGradNorm(double max_norm) override { return optim::clipGradNorm(params_, max_norm); }
+  std::vector<double> gradSquares() override { return toVector(squaresOf(params_)); }
+  void scaleGradients(double coef) override { scaleGradientsOf(params_, coef); }
   void step(double lr) override { adam_.step(lr); }
   NamedTensors stateTensors() override { return adam_.stateTensors(); }
   NamedTensors localState() override { return adam_.stateTensors(); }
@@ -55,6 +79,14 @@ class ShardedAdamW final : public ParameterOptimizer {
     }
     return norm;
   }
+
+  std::vector<double> gradSquares() override {
+    at::Tensor squares = squaresOf(chunk_tensors_);
+    comm_.allReduce(squares, dist::ReduceOp::kSum)->wait();
+    return toVector(squares);
+  }
+
+  void scaleGradients(double coef) override { scaleGradientsOf(chunk_tensors_, coef); }
 
   void step(double lr) override {
     adam_.step(lr);

@@ -14,6 +14,7 @@
 #include "runtime/config/options.h"
 
 #include <memory>
+#include <vector>
 
 namespace loom::optim {
 
@@ -24,6 +25,14 @@ class ParameterOptimizer {
   /// Scales gradients so their global L2 norm is at most `max_norm` (<= 0: only
   /// measure); returns the norm before clipping. Collective when sharded.
   virtual double clipGradNorm(double max_norm) = 0;
+  /// Per parameter (in construction order): the sum of squares of its gradient
+  /// over the optimizer's ranks (collective when sharded), for layouts whose
+  /// parameters are also split elsewhere (tensor parallelism) and that combine
+  /// the global norm themselves.
+  virtual std::vector<double> gradSquares() = 0;
+  /// Multiplies every gradient this rank holds by `coef` (clipping by a norm
+  /// combined from gradSquares()).
+  virtual void scaleGradients(double coef) = 0;
   /// One AdamW update with learning rate `lr`. Collective when sharded.
   virtual void step(double lr) = 0;
 

@@ -165,8 +165,6 @@ void checkTensorParallel(const JobOptions& job, int world_size, Checker& check) 
   check.require(job.outer.algorithm == OuterAlgorithm::kNone, {"parallel.tp", "outer.algorithm"},
                 "parallel.tp > 1 with an outer optimizer is not supported yet; set parallel.tp: 1 or "
                 "outer.algorithm: NONE");
-  check.require(!p.zero1, {"parallel.tp", "parallel.zero1"},
-                "parallel.tp > 1 with parallel.zero1 is not supported yet; drop one of them");
 }
 
 void checkParallel(const ParallelOptions& p, int world_size, Checker& check) {

@@ -357,9 +357,8 @@ TEST(ValidateTest, TensorParallelRules) {
   EXPECT_EQ(messages(options, 2), std::vector<std::string>{"parallel.tp (2) must divide model.heads (4), the kv heads "
                                                            "(1) and model.ffn_dim (64): each rank holds 1/tp of them"});
   options.model.kv_heads = 2;
-  options.parallel.zero1 = true;
-  EXPECT_EQ(messages(options, 2),
-            std::vector<std::string>{"parallel.tp > 1 with parallel.zero1 is not supported yet; drop one of them"});
+  options.parallel.zero1 = true;  // ZeRO-1 over the data-parallel ranks of each position
+  EXPECT_TRUE(messages(options, 4).empty());
   options.parallel.zero1 = false;
   options.outer.algorithm = OuterAlgorithm::kDiLoCo;
   EXPECT_EQ(messages(options, 4).size(), 1u);

@@ -1,6 +1,6 @@
 // Tensor parallelism as users run it (issue 7): loom-train with parallel.tp 2
 // and 4 under loom-launch (Gloo) and mpirun (MPI), alone and with data
-// parallelism, both sublayer ends, with and without token splitting. After 5
+// parallelism (ZeRO-1 too), both sublayer ends, with and without token splitting. After 5
 // steps the weights, and the checkpoint's optimizer state (gathered back to
 // whole tensors), must equal a single-rank run over the same global batch:
 // every tensor within 1e-5 relative L2 error.
@@ -133,6 +133,7 @@ INSTANTIATE_TEST_SUITE_P(
              "--set parallel.tp=2 --set parallel.sequence_parallel=false --set parallel.token_split_min_tokens=0"},
         Case{"tp4_sequence_parallel_split", "launch", 4, "--set parallel.tp=4 --set parallel.token_split_min_tokens=64"},
         Case{"dp2_tp2_split", "launch", 4, "--set parallel.tp=2 --set parallel.token_split_min_tokens=64"},
+        Case{"dp2_tp2_zero1", "launch", 4, "--set parallel.tp=2 --set parallel.zero1=true"},
         Case{"dp2_tp2_mpi", "mpirun", 4, "--set parallel.tp=2 --set parallel.backend=MPI"}),
     [](const auto& info) { return std::string(info.param.name); });
 
