@@ -57,8 +57,8 @@ at::Tensor LlamaImpl::runTensorParallel(const at::Tensor& tokens, parallel::Tens
     Part& part = state[p];
     part.first = batch * p / parts;
     part.count = batch * (p + 1) / parts - part.first;
-    const parallel::AddNormOutput entered = tp.enter(x.narrow(0, part.first, part.count).reshape({-1, d}),
-                                                     blocks->at<BlockImpl>(0).attn_norm->weight, eps);
+    const parallel::AddNormOutput entered =
+        tp.enter(x.narrow(0, part.first, part.count).reshape({-1, d}), blocks->at<BlockImpl>(0).attn_norm->weight, eps);
     part.normed = entered.out;
     part.residual = entered.residual;
   }

@@ -16,10 +16,16 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-int64_t shardRows(int64_t tokens, int ranks) { return (tokens + ranks - 1) / ranks; }
+int64_t shardRows(int64_t tokens, int ranks) {
+  return (tokens + ranks - 1) / ranks;
+}
 
-TensorParallel& tpAt(int64_t address) { return *reinterpret_cast<TensorParallel*>(address); }
-int64_t addressOf(TensorParallel& tp) { return reinterpret_cast<int64_t>(&tp); }
+TensorParallel& tpAt(int64_t address) {
+  return *reinterpret_cast<TensorParallel*>(address);
+}
+int64_t addressOf(TensorParallel& tp) {
+  return reinterpret_cast<int64_t>(&tp);
+}
 
 at::Tensor orZeros(const at::Tensor& grad, at::IntArrayRef sizes, const at::TensorOptions& options) {
   return grad.defined() ? grad : at::zeros(sizes, options);
@@ -144,8 +150,8 @@ void backwardJob(SublayerEnd& end, const at::Tensor& d_out, const at::Tensor& d_
     c10::AutoGradMode enable(true);
     const at::Tensor r_leaf = r.detach().requires_grad_(true);
     const at::Tensor w_leaf = end.weight.detach().requires_grad_(true);
-    const variable_list grads = torch::autograd::grad({kernels::rmsNorm(r_leaf, w_leaf, end.eps)}, {r_leaf, w_leaf},
-                                                      {g.to(r.scalar_type())});
+    const variable_list grads =
+        torch::autograd::grad({kernels::rmsNorm(r_leaf, w_leaf, end.eps)}, {r_leaf, w_leaf}, {g.to(r.scalar_type())});
     dr = grads[0];
     dw = grads[1];
   }
@@ -174,7 +180,8 @@ class StartAddNormFunction : public torch::autograd::Function<StartAddNormFuncti
     at::Tensor residual_out = at::empty(residual.sizes(), residual.options());
     const at::Tensor x = partial.detach(), res = residual.detach(), w = weight.detach();
     end->weight = w;
-    const FusedNormPath path = tp.options().sequence_parallel ? FusedNormPath::kReduceScatter : FusedNormPath::kAllReduce;
+    const FusedNormPath path =
+        tp.options().sequence_parallel ? FusedNormPath::kReduceScatter : FusedNormPath::kAllReduce;
     end->forward_done = tp.stream().submit([end, x, res, w, out, residual_out, path]() mutable {
       // Filling the outputs must not enter autograd: the start node owns their history.
       c10::NoGradGuard no_grad;
@@ -229,8 +236,8 @@ TensorParallel::TensorParallel(dist::Communicator& group, TensorParallelOptions 
 }
 
 int TensorParallel::parts(int64_t sequences, int64_t tokens_per_sequence) const {
-  const bool split = opts_.split_min_tokens > 0 && sequences >= 2 &&
-                     sequences * tokens_per_sequence >= opts_.split_min_tokens;
+  const bool split =
+      opts_.split_min_tokens > 0 && sequences >= 2 && sequences * tokens_per_sequence >= opts_.split_min_tokens;
   return split ? 2 : 1;
 }
 

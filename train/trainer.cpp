@@ -138,7 +138,7 @@ Trainer::Trainer(TrainerOptions opts, dist::Communicator* comm, elastic::Elastic
       if (name.rfind("outer.", 0) == 0) outer_state.emplace_back(name, t);
     }
     optimizer_->loadState(inner_state, step_);
-    outer_->loadState(outer_state);
+    outer_->loadState(localOuterState(outer_state));
   } else if (!optimizer_state.empty()) {
     optimizer_->loadState(localShards(checkpoint::readSafetensors(optimizer_state)), step_);
   }

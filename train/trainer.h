@@ -127,6 +127,10 @@ class Trainer {
   checkpoint::NamedTensors wholeTensors(const checkpoint::NamedTensors& local);
   /// This rank's shards of whole tensors (a checkpoint's optimizer state).
   checkpoint::NamedTensors localShards(const checkpoint::NamedTensors& whole) const;
+  /// The outer optimizer's state with its flat buffers (every parameter, in
+  /// order) made whole from the group's shards (collective), and back.
+  checkpoint::NamedTensors wholeOuterState(const checkpoint::NamedTensors& local);
+  checkpoint::NamedTensors localOuterState(const checkpoint::NamedTensors& whole) const;
   /// Global gradient-norm clipping; with tensor parallelism the shards' squares
   /// are summed over the group.
   double clipGradNorm(double max_norm);

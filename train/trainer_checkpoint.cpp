@@ -20,7 +20,8 @@ checkpoint::NamedTensors Trainer::loadReplicaState(const std::string& checkpoint
   LOOM_CHECK_INPUT(std::filesystem::exists(path), checkpoint_dir, " has no ", file, ": it was written without ",
                    "an outer optimizer or with fewer than ", replicas_,
                    " replicas; resume with the run's original outer settings, or set train.out_dir to a new directory");
-  checkpoint::NamedTensors state = checkpoint::readSafetensors(path);
+  // Whole tensors on disk; with tensor parallelism this rank's shards of them.
+  checkpoint::NamedTensors state = localShards(checkpoint::readSafetensors(path));
   std::map<std::string, at::Tensor> weights;
   for (const auto& [name, t] : state) {
     if (name.rfind("model.", 0) == 0) weights.emplace(name.substr(6), t);
@@ -57,11 +58,12 @@ void Trainer::saveCheckpoint() {
   const checkpoint::NamedTensors optimizer_state = wholeTensors(optimizer_->stateTensors());
   const checkpoint::NamedTensors weights = wholeTensors(model_->namedParameters());
   if (outer_) {
-    // Replicas differ: each replica's first rank stages its weights, inner and outer state.
-    const checkpoint::NamedTensors outer_state = outer_->stateTensors();
-    if (replica_comm_->rank() == 0) {
+    // Replicas differ: each replica's first rank (at tensor-parallel position 0)
+    // stages its weights, inner and outer state.
+    const checkpoint::NamedTensors outer_state = wholeOuterState(outer_->stateTensors());
+    if (replica_comm_->rank() == 0 && (!tensor_parallel_ || tensor_parallel_->rank() == 0)) {
       checkpoint::NamedTensors replica;
-      for (const auto& [name, p] : model_->namedParameters()) replica.emplace_back("model." + name, p);
+      for (const auto& [name, p] : weights) replica.emplace_back("model." + name, p);
       for (const auto& [name, t] : optimizer_state) replica.emplace_back("optimizer." + name, t);
       for (const auto& [name, t] : outer_state) replica.emplace_back(name, t);
       checkpoint::writeSafetensors(

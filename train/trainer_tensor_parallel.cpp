@@ -30,8 +30,8 @@ void Trainer::formTensorParallel() {
   for (int i = 0; i < tp; ++i) group.push_back(rank / tp * tp + i);
   for (int r = rank % tp; r < world; r += tp) position.push_back(r);
   owned_tp_comm_ = world_comm_->split(group);
-  owned_data_comm_ = position.size() > 1 ? world_comm_->split(position)
-                                         : dist::makeSelfCommunicator({world_comm_->options().timeout});
+  owned_data_comm_ =
+      position.size() > 1 ? world_comm_->split(position) : dist::makeSelfCommunicator({world_comm_->options().timeout});
   comm_ = owned_data_comm_.get();
   tensor_parallel_ = std::make_unique<parallel::TensorParallel>(
       *owned_tp_comm_, parallel::TensorParallelOptions{par.sequence_parallel, par.token_split_min_tokens});
@@ -39,8 +39,7 @@ void Trainer::formTensorParallel() {
 
 void Trainer::shardModel() {
   const int tp = tensor_parallel_->size();
-  const checkpoint::NamedTensors shards =
-      model::shardTensors(model_->namedParameters(), tp, tensor_parallel_->rank());
+  const checkpoint::NamedTensors shards = model::shardTensors(model_->namedParameters(), tp, tensor_parallel_->rank());
   model_ = model::Llama(opts_.job.model, tp);
   c10::NoGradGuard no_grad;
   const checkpoint::NamedTensors params = model_->namedParameters();
@@ -55,24 +54,107 @@ checkpoint::NamedTensors Trainer::localShards(const checkpoint::NamedTensors& wh
   return tensor_parallel_ ? model::shardTensors(whole, tensor_parallel_->size(), tensor_parallel_->rank()) : whole;
 }
 
+namespace {
+
+// The outer optimizers keep their state in flat buffers over every parameter
+// (optim/outer/flat_parameters.h); a range names a part of them, and with
+// tensor parallelism only the whole buffer (outer.fragments 1) is valid.
+bool isFlatBuffer(const std::string& name) {
+  return name == "outer.global" || name == "outer.momentum" || name == "outer.pending" || name == "outer.sent";
+}
+bool isFlatRange(const std::string& name) {
+  return name == "outer.pending_range" || name == "outer.sent_range";
+}
+
+/// Named views of `flat`, one per entry of `shapes`, in order.
+checkpoint::NamedTensors splitFlat(const at::Tensor& flat,
+                                   const std::vector<std::pair<std::string, at::IntArrayRef>>& shapes) {
+  checkpoint::NamedTensors pieces;
+  int64_t offset = 0;
+  for (const auto& [name, sizes] : shapes) {
+    const int64_t numel = c10::multiply_integers(sizes);
+    pieces.emplace_back(name, flat.narrow(0, offset, numel).view(sizes));
+    offset += numel;
+  }
+  LOOM_CHECK(offset == flat.numel(), "outer state: a flat buffer of ", flat.numel(), " elements for ", offset,
+             " parameter elements");
+  return pieces;
+}
+
+at::Tensor joinFlat(const checkpoint::NamedTensors& pieces) {
+  std::vector<at::Tensor> flat;
+  for (const auto& [name, t] : pieces) flat.push_back(t.reshape({-1}));
+  return at::cat(flat);
+}
+
+}  // namespace
+
+checkpoint::NamedTensors Trainer::wholeOuterState(const checkpoint::NamedTensors& local) {
+  if (!tensor_parallel_) return local;
+  const checkpoint::NamedTensors params = model_->namedParameters();
+  std::vector<std::pair<std::string, at::IntArrayRef>> shapes;
+  int64_t whole_numel = 0;
+  for (const auto& [name, p] : params) {
+    shapes.emplace_back(name, p.sizes());
+    whole_numel += p.numel() * (model::tensorParallelDim(name) >= 0 ? tensor_parallel_->size() : 1);
+  }
+  checkpoint::NamedTensors out;
+  for (const auto& [name, t] : local) {
+    if (isFlatBuffer(name)) {
+      out.emplace_back(name, joinFlat(model::gatherTensors(splitFlat(t, shapes), tensor_parallel_->group())));
+    } else if (isFlatRange(name)) {
+      out.emplace_back(name, at::tensor({int64_t{0}, whole_numel}, at::kLong));
+    } else {
+      out.emplace_back(name, t);
+    }
+  }
+  return out;
+}
+
+checkpoint::NamedTensors Trainer::localOuterState(const checkpoint::NamedTensors& whole) const {
+  if (!tensor_parallel_) return whole;
+  const int tp = tensor_parallel_->size();
+  std::vector<std::vector<int64_t>> whole_sizes;
+  std::vector<std::pair<std::string, at::IntArrayRef>> shapes;
+  int64_t local_numel = 0;
+  for (const auto& [name, p] : model_->namedParameters()) {
+    std::vector<int64_t> sizes = p.sizes().vec();
+    const int dim = model::tensorParallelDim(name);
+    if (dim >= 0) sizes[static_cast<size_t>(dim)] *= tp;
+    whole_sizes.push_back(std::move(sizes));
+    local_numel += p.numel();
+  }
+  const checkpoint::NamedTensors params = model_->namedParameters();
+  for (size_t i = 0; i < params.size(); ++i) shapes.emplace_back(params[i].first, whole_sizes[i]);
+  checkpoint::NamedTensors out;
+  for (const auto& [name, t] : whole) {
+    if (isFlatBuffer(name)) {
+      out.emplace_back(name,
+                       joinFlat(model::shardTensors(splitFlat(t.reshape({-1}), shapes), tp, tensor_parallel_->rank())));
+    } else if (isFlatRange(name)) {
+      out.emplace_back(name, at::tensor({int64_t{0}, local_numel}, at::kLong));
+    } else {
+      out.emplace_back(name, t);
+    }
+  }
+  return out;
+}
+
 double Trainer::clipGradNorm(double max_norm) {
   if (!tensor_parallel_) return optimizer_->clipGradNorm(max_norm);
-  // Shards hold disjoint parts of their tensors; replicated tensors are whole on every rank.
+  // Shards hold disjoint parts of their tensors (summed over the group);
+  // replicated tensors are whole on every rank (counted once).
+  const std::vector<double> squares = optimizer_->gradSquares();
+  const checkpoint::NamedTensors params = model_->namedParameters();
   at::Tensor sums = at::zeros({2}, at::kDouble);
-  std::vector<at::Tensor> grads;
-  for (const auto& [name, p] : model_->namedParameters()) {
-    const at::Tensor g = p.grad();
-    if (!g.defined()) continue;
-    grads.push_back(p);
-    sums[model::tensorParallelDim(name) >= 0 ? 0 : 1] += g.to(at::kDouble).pow(2).sum();
+  for (size_t i = 0; i < params.size(); ++i) {
+    sums[model::tensorParallelDim(params[i].first) >= 0 ? 0 : 1] += squares[i];
   }
   at::Tensor sharded = sums.narrow(0, 0, 1).clone();
   tensor_parallel_->stream().run([&] { tensor_parallel_->group().allReduce(sharded, dist::ReduceOp::kSum)->wait(); });
   const double norm = std::sqrt(sharded.item<double>() + sums[1].item<double>());
   const double coef = max_norm / (norm + 1e-6);
-  if (max_norm > 0 && coef < 1.0) {
-    for (const at::Tensor& p : grads) p.grad().mul_(coef);
-  }
+  if (max_norm > 0 && coef < 1.0) optimizer_->scaleGradients(coef);
   return norm;
 }
 
@@ -80,6 +162,8 @@ at::Tensor Trainer::forward(const at::Tensor& tokens) {
   return tensor_parallel_ ? model_->forward(tokens, *tensor_parallel_) : model_->forward(tokens);
 }
 
-bool Trainer::leads() const { return comm_->rank() == 0 && (!tensor_parallel_ || tensor_parallel_->rank() == 0); }
+bool Trainer::leads() const {
+  return comm_->rank() == 0 && (!tensor_parallel_ || tensor_parallel_->rank() == 0);
+}
 
 }  // namespace loom::train

@@ -10,8 +10,8 @@
 #include "model/llama.h"
 #include "model/tensor_parallel_shards.h"
 #include "optim/adamw.h"
-#include "runtime/core/error.h"
 #include "parallel/ring_attention.h"
+#include "runtime/core/error.h"
 #include "tests/support/multi_rank.h"
 
 #include <ATen/ATen.h>

@@ -55,7 +55,9 @@ struct Case {
   const char* sets;
 };
 
-void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << c.name;
+}
 
 class TensorParallelCliTest : public ::testing::TestWithParam<Case> {
  protected:
@@ -96,8 +98,7 @@ TEST_P(TensorParallelCliTest, WeightsAndOptimizerStateAfterFiveStepsEqualOneRank
       std::string(c.launch) == "mpirun"
           ? "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --oversubscribe --bind-to none -np " +
                 std::to_string(c.world)
-          : shellQuote(loom::test::loomBinary("loom-launch")) + " --nproc-per-node " + std::to_string(c.world) +
-                " --";
+          : shellQuote(loom::test::loomBinary("loom-launch")) + " --nproc-per-node " + std::to_string(c.world) + " --";
   const std::string out = dir_->file(c.name);
   const CommandResult result = run(launcher, out, c.sets);
   ASSERT_EQ(result.exit_code, 0) << result.output;
@@ -117,21 +118,64 @@ TEST_F(TensorParallelCliTest, AOneRankCheckpointResumesAsATensorParallelPair) {
   // Back to step 3, as if the run had stopped there.
   std::filesystem::remove_all(out + "/checkpoints/step_00000005");
   std::filesystem::remove(out + "/model.safetensors");
-  const CommandResult second =
-      run(shellQuote(loom::test::loomBinary("loom-launch")) + " --nproc-per-node 2 --", out,
-          "--set parallel.tp=2 --set parallel.token_split_min_tokens=64");
+  const CommandResult second = run(shellQuote(loom::test::loomBinary("loom-launch")) + " --nproc-per-node 2 --", out,
+                                   "--set parallel.tp=2 --set parallel.token_split_min_tokens=64");
   ASSERT_EQ(second.exit_code, 0) << second.output;
   EXPECT_NE(second.output.find("resumed from"), std::string::npos) << second.output;
   expectEqualTensors(out + "/model.safetensors", dir_->file("one/model.safetensors"), "resumed weights");
 }
 
+// An outer optimizer over two replicas, each a tensor-parallel pair, equals
+// the same optimizer over two one-rank replicas: the outer step averages each
+// shard with the same shard of the other replica, and each replica's checkpoint
+// file holds whole tensors (the flat outer buffers gathered parameter by
+// parameter). With async DiLoCo, each layout's step-3 checkpoint (an exchange
+// in flight) resumes in the other layout and ends where both end.
+TEST_F(TensorParallelCliTest, OuterReplicasOfTensorParallelPairsEqualOneRankReplicas) {
+  const std::string launch = shellQuote(loom::test::loomBinary("loom-launch")) + " --nproc-per-node ";
+  const std::string replicas = " --set outer.sync_every=2 --set outer.replicas=2";
+  for (const std::string algorithm : {"DILOCO", "DILOCO --set outer.delayed=true", "NOLOCO", "CO2"}) {
+    const std::string sets = "--set outer.algorithm=" + algorithm + replicas;
+    const std::string two = dir_->file("outer_two"), pairs = dir_->file("outer_pairs");
+    std::filesystem::remove_all(two);
+    std::filesystem::remove_all(pairs);
+    const CommandResult ones = run(launch + "2 --", two, sets + " --set train.checkpoint_every=3");
+    ASSERT_EQ(ones.exit_code, 0) << ones.output;
+    const CommandResult tps = run(launch + "4 --", pairs, sets + " --set parallel.tp=2 --set train.checkpoint_every=3");
+    ASSERT_EQ(tps.exit_code, 0) << tps.output;
+    expectEqualTensors(pairs + "/model.safetensors", two + "/model.safetensors", algorithm + " final weights");
+    for (const char* file : {"replica_0.safetensors", "replica_1.safetensors"}) {
+      const auto last = [](const std::string& out, const std::string& name) {
+        return out + "/checkpoints/step_00000005/" + name;
+      };
+      expectEqualTensors(last(pairs, file), last(two, file), algorithm + " " + file);
+    }
+    if (algorithm.find("delayed") == std::string::npos) continue;
+    // Each run's step-3 checkpoint resumes in the other layout.
+    const std::string expected = dir_->file("outer_expected.safetensors");
+    std::filesystem::copy_file(two + "/model.safetensors", expected, std::filesystem::copy_options::overwrite_existing);
+    for (const auto& [out, ranks, layout] :
+         {std::make_tuple(pairs, "2", ""), std::make_tuple(two, "4", " --set parallel.tp=2")}) {
+      std::filesystem::remove_all(out + "/checkpoints/step_00000005");
+      std::filesystem::remove(out + "/model.safetensors");
+      const CommandResult resumed = run(launch + ranks + " --", out, sets + layout);
+      ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+      EXPECT_NE(resumed.output.find("resumed from"), std::string::npos) << resumed.output;
+      expectEqualTensors(out + "/model.safetensors", expected,
+                         "async DiLoCo resumed on " + std::string(ranks) + " ranks");
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Layouts, TensorParallelCliTest,
     ::testing::Values(
-        Case{"tp2_sequence_parallel_split", "launch", 2, "--set parallel.tp=2 --set parallel.token_split_min_tokens=64"},
+        Case{"tp2_sequence_parallel_split", "launch", 2,
+             "--set parallel.tp=2 --set parallel.token_split_min_tokens=64"},
         Case{"tp2_all_reduce_unsplit", "launch", 2,
              "--set parallel.tp=2 --set parallel.sequence_parallel=false --set parallel.token_split_min_tokens=0"},
-        Case{"tp4_sequence_parallel_split", "launch", 4, "--set parallel.tp=4 --set parallel.token_split_min_tokens=64"},
+        Case{"tp4_sequence_parallel_split", "launch", 4,
+             "--set parallel.tp=4 --set parallel.token_split_min_tokens=64"},
         Case{"dp2_tp2_split", "launch", 4, "--set parallel.tp=2 --set parallel.token_split_min_tokens=64"},
         Case{"dp2_tp2_zero1", "launch", 4, "--set parallel.tp=2 --set parallel.zero1=true"},
         Case{"dp2_tp2_mpi", "mpirun", 4, "--set parallel.tp=2 --set parallel.backend=MPI"}),
