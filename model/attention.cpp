@@ -46,6 +46,34 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const RotaryEmbedding& ro
   return wo->forward(parallel::ringAttention(q, k, v, layout, group).reshape({batch, seq, heads_ * head_dim_}));
 }
 
+at::Tensor AttentionImpl::forwardAfter(const at::Tensor& x, const parallel::TokenLayout& x_layout,
+                                      const at::Tensor& prefix, const parallel::TokenLayout& prefix_layout,
+                                      const RotaryEmbedding& rope) {
+  const int64_t batch = x.size(0);
+  const int64_t tx = x.size(1);
+  const int64_t tk = prefix.size(1) + tx;
+  const at::Tensor both = at::cat({prefix, x}, 1);
+  const at::Tensor key_positions = at::cat({prefix_layout.positions, x_layout.positions});
+  const at::Tensor key_documents = at::cat({prefix_layout.documents, x_layout.documents});
+  const at::Tensor q = rope.applyAt(wq->forward(x).view({batch, tx, heads_, head_dim_}), x_layout.positions);
+  const at::Tensor k = rope.applyAt(wk->forward(both).view({batch, tk, kv_heads_, head_dim_}), key_positions);
+  const at::Tensor v = wv->forward(both).view({batch, tk, kv_heads_, head_dim_});
+  // Key j is visible to query i (token prefix + i) when j <= prefix + i and both are in one document.
+  const at::Tensor query_index = at::arange(tk - tx, tk, at::kLong).unsqueeze(1);
+  const at::Tensor visible = at::arange(tk, at::kLong).unsqueeze(0).le(query_index) &
+                             x_layout.documents.unsqueeze(1).eq(key_documents.unsqueeze(0)) &
+                             x_layout.documents.ge(0).unsqueeze(1);
+  const int64_t group = heads_ / kv_heads_;
+  const at::Tensor qh = q.transpose(1, 2);                                  // [B, H, Tx, hd]
+  const at::Tensor kh = k.repeat_interleave(group, 2).permute({0, 2, 3, 1});  // [B, H, hd, Tk]
+  const at::Tensor vh = v.repeat_interleave(group, 2).transpose(1, 2);      // [B, H, Tk, hd]
+  // A large finite fill, not -inf: a padding query sees no key, and its (unused) row must stay finite.
+  const at::Tensor scores = at::matmul(qh, kh).mul(1.0 / std::sqrt(static_cast<double>(head_dim_)))
+                                .masked_fill(visible.logical_not().to(x.device()), -1e30);
+  const at::Tensor out = at::matmul(at::softmax(scores, -1), vh).transpose(1, 2);  // [B, Tx, H, hd]
+  return wo->forward(out.reshape({batch, tx, heads_ * head_dim_}));
+}
+
 // q: [B, T, H, hd], k/v: [B, T, KV, hd] -> [B, T, H, hd].
 at::Tensor AttentionImpl::attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) const {
   const int64_t group = heads_ / kv_heads_;

@@ -30,6 +30,14 @@ class AttentionImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& x, const RotaryEmbedding& rope, const parallel::TokenLayout& layout,
                      dist::Communicator& group);
 
+  /// The second half of a sequence split in two (token splitting,
+  /// docs/tensor_parallel.md): x [batch, Tx, dim] attends to `prefix`
+  /// [batch, Tp, dim] (the tokens before it, already normalised) and to
+  /// itself causally, within documents; each layout gives its tokens'
+  /// positions and documents (-1: padding). Plain libtorch ops.
+  at::Tensor forwardAfter(const at::Tensor& x, const parallel::TokenLayout& x_layout, const at::Tensor& prefix,
+                          const parallel::TokenLayout& prefix_layout, const RotaryEmbedding& rope);
+
   torch::nn::Linear wq{nullptr}, wk{nullptr}, wv{nullptr}, wo{nullptr};
 
  private:

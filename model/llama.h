@@ -83,8 +83,17 @@ class LlamaImpl : public torch::nn::Module {
   /// The blocks, with attention given as a function of (block, normed input).
   template <typename Attend>
   at::Tensor run(const at::Tensor& tokens, const Attend& attend);
-  /// The tensor-parallel blocks; attend(block, normed [nb, seq, d], first
-  /// sequence, nb) returns the attention's partial output (model/llama_tp.cpp).
+  /// A part of a micro-batch under token splitting: sequences [first,
+  /// first + count), or with by_tokens tokens [first, first + count) of its
+  /// one sequence.
+  struct TpPart {
+    int64_t first = 0;
+    int64_t count = 0;
+    bool by_tokens = false;
+  };
+  /// The tensor-parallel blocks; attend(block, normed, part, prefix) returns
+  /// the attention's partial output for a part, `prefix` being the normalised
+  /// tokens before a second token half (undefined otherwise; model/llama_tp.cpp).
   template <typename Attend>
   at::Tensor runTensorParallel(const at::Tensor& tokens, parallel::TensorParallel& tp, bool allow_split,
                                const Attend& attend);

@@ -1,13 +1,16 @@
 // The tensor-parallel forward of LlamaImpl (docs/tensor_parallel.md).
 //
 // Per sublayer and part (half of the micro-batch's sequences when the
-// tensor-parallel group splits it, else all of them):
+// tensor-parallel group splits it, half of the tokens of a one-sequence
+// micro-batch, else all of it; TensorParallel::split):
 //   finish the part's previous sublayer end (all tokens normed, the residual
 //   updated) -> this rank's share of the sublayer -> start the part's sublayer
 //   end on the group's stream.
 // With two parts, one part's sublayer end (reduce-scatter, add+norm,
 // all-gather) runs while the other part computes: TokenWeave's schedule
 // (parallel_elastic.md §3.4) with the CommStream as the communication stream.
+// A second token half attends to the first half's keys and values, recomputed
+// from the first half's input of the same sublayer.
 #include "model/llama.h"
 
 #include <ATen/ATen.h>
@@ -17,22 +20,42 @@
 
 namespace loom::model {
 
+namespace {
+
+parallel::TokenLayout narrowLayout(const parallel::TokenLayout& layout, int64_t first, int64_t count) {
+  return {layout.positions.narrow(0, first, count), layout.documents.narrow(0, first, count)};
+}
+
+/// Positions [first, first + count) of one document.
+parallel::TokenLayout causalLayout(int64_t first, int64_t count) {
+  return {at::arange(first, first + count, at::kLong), at::zeros({count}, at::kLong)};
+}
+
+}  // namespace
+
 at::Tensor LlamaImpl::forward(const at::Tensor& tokens, parallel::TensorParallel& tp) {
   requireTensorParallel(tp.size());
-  return runTensorParallel(tokens, tp, /*allow_split=*/true,
-                           [this](BlockImpl& block, const at::Tensor& normed, int64_t, int64_t) {
-                             return block.attn->forward(normed, rope_);
-                           });
+  return runTensorParallel(
+      tokens, tp, /*allow_split=*/true,
+      [this](BlockImpl& block, const at::Tensor& normed, const TpPart& part, const at::Tensor& prefix) {
+        if (!prefix.defined()) return block.attn->forward(normed, rope_);
+        return block.attn->forwardAfter(normed, causalLayout(part.first, part.count), prefix,
+                                        causalLayout(0, part.first), rope_);
+      });
 }
 
 at::Tensor LlamaImpl::forward(const at::Tensor& tokens, const parallel::TokenLayout& layout, dist::Communicator& group,
                               parallel::TensorParallel& tp) {
   requireTensorParallel(tp.size());
-  // Ring attention covers the whole batch's layout: it runs as one part.
-  return runTensorParallel(tokens, tp, /*allow_split=*/false,
-                           [&](BlockImpl& block, const at::Tensor& normed, int64_t, int64_t) {
-                             return block.attn->forward(normed, rope_, layout, group);
-                           });
+  // Ring attention over more than one rank covers the whole row: it runs as one part.
+  return runTensorParallel(
+      tokens, tp, /*allow_split=*/group.size() == 1,
+      [&](BlockImpl& block, const at::Tensor& normed, const TpPart& part, const at::Tensor& prefix) {
+        if (!part.by_tokens) return block.attn->forward(normed, rope_, layout, group);
+        const parallel::TokenLayout mine = narrowLayout(layout, part.first, part.count);
+        if (!prefix.defined()) return block.attn->forward(normed, rope_, mine, group);
+        return block.attn->forwardAfter(normed, mine, prefix, narrowLayout(layout, 0, part.first), rope_);
+      });
 }
 
 template <typename Attend>
@@ -42,23 +65,27 @@ at::Tensor LlamaImpl::runTensorParallel(const at::Tensor& tokens, parallel::Tens
   const int64_t seq = tokens.size(1);
   const int64_t d = opts_.dim;
   const double eps = opts_.norm_eps;
-  const int parts = allow_split ? tp.parts(batch, seq) : 1;
+  const parallel::TokenSplit split = allow_split ? tp.split(batch, seq) : parallel::TokenSplit{};
+  const int axis = split.by_tokens ? 1 : 0;  // of tokens [batch, seq]
+  const int64_t extent = tokens.size(axis);
 
-  struct Part {
-    int64_t first = 0;  ///< first sequence of the micro-batch
-    int64_t count = 0;  ///< sequences
-    at::Tensor normed;  ///< [count * seq, d], all tokens, the next sublayer's input
+  struct State : TpPart {
+    at::Tensor normed;  ///< [tokens of the part, d], the next sublayer's input
     at::Tensor residual;
     std::optional<parallel::PendingAddNorm> pending;
+    std::vector<int64_t> shape;  ///< of the part's activations: [sequences, tokens, d]
   };
   const at::Tensor x = tok_emb->forward(tokens);
-  std::vector<Part> state(parts);
-  for (int p = 0; p < parts; ++p) {
-    Part& part = state[p];
-    part.first = batch * p / parts;
-    part.count = batch * (p + 1) / parts - part.first;
-    const parallel::AddNormOutput entered =
-        tp.enter(x.narrow(0, part.first, part.count).reshape({-1, d}), blocks->at<BlockImpl>(0).attn_norm->weight, eps);
+  std::vector<State> parts(static_cast<size_t>(split.parts));
+  for (int p = 0; p < split.parts; ++p) {
+    State& part = parts[static_cast<size_t>(p)];
+    part.first = extent * p / split.parts;
+    part.count = extent * (p + 1) / split.parts - part.first;
+    part.by_tokens = split.by_tokens;
+    part.shape =
+        split.by_tokens ? std::vector<int64_t>{batch, part.count, d} : std::vector<int64_t>{part.count, seq, d};
+    const parallel::AddNormOutput entered = tp.enter(x.narrow(axis, part.first, part.count).reshape({-1, d}),
+                                                     blocks->at<BlockImpl>(0).attn_norm->weight, eps);
     part.normed = entered.out;
     part.residual = entered.residual;
   }
@@ -71,21 +98,24 @@ at::Tensor LlamaImpl::runTensorParallel(const at::Tensor& tokens, parallel::Tens
       const at::Tensor& gain = attention ? block.mlp_norm->weight
                                : last    ? norm->weight
                                          : blocks->at<BlockImpl>(i + 1).attn_norm->weight;
-      for (Part& part : state) {
+      for (size_t p = 0; p < parts.size(); ++p) {
+        State& part = parts[p];
         if (part.pending) {
           const parallel::AddNormOutput done = part.pending->finish();
           part.normed = done.out;
           part.residual = done.residual;
         }
-        const at::Tensor input = part.normed.view({part.count, seq, d});
-        const at::Tensor partial = attention ? attend(block, input, part.first, part.count) : block.mlp->forward(input);
+        const at::Tensor input = part.normed.view(part.shape);
+        // A second token half attends to the first half's input of this sublayer.
+        const at::Tensor prefix = split.by_tokens && p > 0 ? parts[0].normed.view(parts[0].shape) : at::Tensor();
+        const at::Tensor partial = attention ? attend(block, input, part, prefix) : block.mlp->forward(input);
         part.pending = tp.startAddNorm(partial.reshape({-1, d}), part.residual, gain, eps, last);
       }
     }
   }
   std::vector<at::Tensor> outs;
-  for (Part& part : state) outs.push_back(part.pending->finish().out.view({part.count, seq, d}));
-  return head->forward(parts == 1 ? outs[0] : at::cat(outs, 0));
+  for (State& part : parts) outs.push_back(part.pending->finish().out.view(part.shape));
+  return head->forward(outs.size() == 1 ? outs[0] : at::cat(outs, axis));
 }
 
 }  // namespace loom::model

@@ -235,10 +235,10 @@ TensorParallel::TensorParallel(dist::Communicator& group, TensorParallelOptions 
                    ") must be >= 0");
 }
 
-int TensorParallel::parts(int64_t sequences, int64_t tokens_per_sequence) const {
-  const bool split =
-      opts_.split_min_tokens > 0 && sequences >= 2 && sequences * tokens_per_sequence >= opts_.split_min_tokens;
-  return split ? 2 : 1;
+TokenSplit TensorParallel::split(int64_t sequences, int64_t tokens_per_sequence) const {
+  if (opts_.split_min_tokens == 0 || sequences * tokens_per_sequence < opts_.split_min_tokens) return {};
+  if (sequences >= 2) return {2, false};
+  return tokens_per_sequence >= 2 ? TokenSplit{2, true} : TokenSplit{};
 }
 
 AddNormOutput TensorParallel::enter(const at::Tensor& x, const at::Tensor& weight, double eps) {

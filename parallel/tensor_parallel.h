@@ -45,10 +45,16 @@ struct TensorParallelOptions {
   /// Residual token-sharded; sublayer ends reduce-scatter and all-gather
   /// (false: all-reduce, and every rank norms every token).
   bool sequence_parallel = true;
-  /// Micro-batches with at least this many tokens (and two sequences or more)
-  /// run as two halves whose communication overlaps the other half's compute;
-  /// 0 = never split.
+  /// Micro-batches with at least this many tokens run as two halves whose
+  /// communication overlaps the other half's compute; 0 = never split.
   int64_t split_min_tokens = 1024;
+};
+
+/// How a micro-batch runs: whole, or as two halves of its sequences, or (one
+/// sequence) two halves of its tokens, the second half attending to the first.
+struct TokenSplit {
+  int parts = 1;
+  bool by_tokens = false;
 };
 
 struct AddNormOutput {
@@ -69,9 +75,10 @@ class TensorParallel {
   CommStream& stream() { return stream_; }
   const TensorParallelOptions& options() const { return opts_; }
 
-  /// How many parts a micro-batch of `sequences` x `tokens_per_sequence`
-  /// tokens runs as: 2 when splitting is on and it has enough tokens, else 1.
-  int parts(int64_t sequences, int64_t tokens_per_sequence) const;
+  /// How a micro-batch of `sequences` x `tokens_per_sequence` tokens runs:
+  /// whole below split_min_tokens; else in halves of its sequences, or of its
+  /// tokens when it has one sequence (of 2 tokens or more). No half is empty.
+  TokenSplit split(int64_t sequences, int64_t tokens_per_sequence) const;
 
   /// x: [tokens, hidden], replicated (the embedding). Returns the first norm's
   /// output (all tokens) and the residual stream (this rank's shard with

@@ -96,7 +96,7 @@ TEST_P(TensorParallelModelTest, LogitsAndGradientsEqualTheWholeModel) {
   loom::test::runRanks(tp, [&](int rank, dist::Communicator& comm) {
     Llama model = shardModel(tp, rank);
     parallel::TensorParallel group(comm, {sp, split_min});
-    EXPECT_EQ(group.parts(4, 16), split_min > 0 ? 2 : 1);
+    EXPECT_EQ(group.split(4, 16).parts, split_min > 0 ? 2 : 1);
     const at::Tensor logits = model->forward(inputs, group);
     EXPECT_LE(relativeDistance(logits, ref_logits), kTolerance) << "rank " << rank;
     crossEntropySum(logits, targets).backward();
@@ -148,20 +148,61 @@ TEST(TensorParallelModelTest, SplitOutputEqualsUnsplit) {
     parallel::TensorParallel unsplit(comm, {true, 0});
     const at::Tensor whole = model->forward(inputs, unsplit);
     parallel::TensorParallel split(comm, {true, 96});
-    ASSERT_EQ(split.parts(6, 16), 2);
+    ASSERT_EQ(split.split(6, 16).parts, 2);
     EXPECT_LE(relativeDistance(model->forward(inputs, split), whole), 1e-6);
   });
 }
 
-TEST(TensorParallelModelTest, SplitsOnlyMicroBatchesWithEnoughTokensAndSequences) {
+TEST(TensorParallelModelTest, SplitsOnlyMicroBatchesWithEnoughTokens) {
   const auto self = dist::makeSelfCommunicator();
   parallel::TensorParallel tp(*self, {true, 1024});
-  EXPECT_EQ(tp.parts(1, 4096), 1);  // one sequence: nothing to split
-  EXPECT_EQ(tp.parts(2, 511), 1);
-  EXPECT_EQ(tp.parts(2, 512), 2);
-  EXPECT_EQ(tp.parts(3, 4096), 2);
+  EXPECT_EQ(tp.split(2, 511).parts, 1);
+  EXPECT_EQ(tp.split(2, 512).parts, 2);
+  EXPECT_FALSE(tp.split(3, 4096).by_tokens);
+  EXPECT_TRUE(tp.split(1, 4096).by_tokens);  // one sequence: halves of its tokens
+  EXPECT_EQ(tp.split(1, 1000).parts, 1);
+  parallel::TensorParallel one_token(*self, {true, 1});
+  EXPECT_EQ(one_token.split(1, 1).parts, 1);  // never an empty half
   parallel::TensorParallel never(*self, {true, 0});
-  EXPECT_EQ(never.parts(64, 4096), 1);
+  EXPECT_EQ(never.split(64, 4096).parts, 1);
+}
+
+// One sequence split into token halves (the second attending to the first):
+// logits and gathered gradients equal the whole model's, for a plain causal
+// sequence and for packed documents with padding (a one-rank context group).
+TEST(TensorParallelModelTest, TokenHalvesOfOneSequenceEqualTheWholeModel) {
+  constexpr int64_t kLength = 31;  // odd: unequal halves
+  const at::Tensor tokens = batchTokens(1, kLength);
+  const at::Tensor inputs = tokens.narrow(1, 0, kLength), targets = tokens.narrow(1, 1, kLength);
+  at::Tensor documents = at::zeros({kLength}, at::kLong);
+  documents.narrow(0, 9, 12).fill_(1);
+  documents.narrow(0, 21, 8).fill_(2);
+  documents.narrow(0, 29, 2).fill_(-1);  // padding
+  at::Tensor positions = at::arange(kLength, at::kLong);
+  positions.narrow(0, 9, 12).sub_(9);
+  positions.narrow(0, 21, 8).sub_(21);
+  const auto self = dist::makeSelfCommunicator();
+  const parallel::TokenLayout packed{positions, documents};
+  for (const bool with_documents : {false, true}) {
+    Llama whole = wholeModel(2);
+    const at::Tensor ref_logits = with_documents ? whole->forward(inputs, packed, *self) : whole->forward(inputs);
+    crossEntropySum(ref_logits.narrow(1, 0, 29), targets.narrow(1, 0, 29)).backward();
+    const NamedTensors ref_grads = gradientsOf(whole);
+    for (const bool sp : {true, false}) {
+      const std::string label = std::string(with_documents ? "documents" : "causal") + (sp ? " sp" : " all-reduce");
+      loom::test::runRanks(2, [&](int rank, dist::Communicator& comm) {
+        Llama model = shardModel(2, rank);
+        parallel::TensorParallel group(comm, {sp, 16});
+        ASSERT_TRUE(group.split(1, kLength).by_tokens);
+        const auto own = dist::makeSelfCommunicator();
+        const at::Tensor logits =
+            with_documents ? model->forward(inputs, packed, *own, group) : model->forward(inputs, group);
+        EXPECT_LE(relativeDistance(logits.narrow(1, 0, 29), ref_logits.narrow(1, 0, 29)), kTolerance) << label;
+        crossEntropySum(logits.narrow(1, 0, 29), targets.narrow(1, 0, 29)).backward();
+        expectNamedClose(gatherTensors(gradientsOf(model), comm), ref_grads, label);
+      });
+    }
+  }
 }
 
 TEST(TensorParallelModelTest, ShardsAndGatherRoundTripAndNameTheSplitDimension) {

@@ -64,7 +64,7 @@ class HdpTrainCliTest : public ::testing::Test {
 // Four ranks as two tensor-parallel pairs: HDP and the static mesh plan over
 // the pairs (two positions of 64-token capacity hold the longest document)
 // and each pair runs its shards with ring attention between the pairs' same
-// positions.
+// positions; rows a rank runs alone split into token halves (from 32 tokens).
 TEST_F(HdpTrainCliTest, TensorParallelPairsUnderHdpAndStaticMeshesEqualOneProcess) {
   const std::string single = dir_->file("single_for_tp");
   const CommandResult one = train(single, 1, "--set context.capacity=128");
@@ -72,7 +72,10 @@ TEST_F(HdpTrainCliTest, TensorParallelPairsUnderHdpAndStaticMeshesEqualOneProces
   for (const char* mode : {"HDP", "STATIC"}) {
     const std::string out = dir_->file(std::string("tp2_") + mode);
     const CommandResult four =
-        train(out, 4, std::string("--set parallel.tp=2 --set context.capacity=64 --set context.mode=") + mode);
+        train(out, 4,
+              std::string("--set parallel.tp=2 --set parallel.token_split_min_tokens=32 --set context.capacity=64 "
+                          "--set context.mode=") +
+                  mode);
     ASSERT_EQ(four.exit_code, 0) << four.output;
     EXPECT_THAT(four.output, HasSubstr("tensor parallel: dp=2 tp=2"));
     bool bitwise = false;
