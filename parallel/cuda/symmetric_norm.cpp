@@ -7,6 +7,7 @@
 
 #include <cuda.h>
 
+#include <chrono>
 #include <cstdint>
 #include <thread>
 
@@ -73,10 +74,12 @@ bool agreeOnAllRanks(bool flag, ncclComm_t comm) {
   return value != 0;
 }
 
-/// For the destructor: waits out ncclInProgress, ignores failures (cleanup must
-/// not mask the first error, and a destructor cannot report one).
+/// For the destructor: waits out ncclInProgress for up to 60 s, ignores
+/// failures (cleanup must not mask the first error, and a destructor cannot
+/// report one; a communicator stuck that long is the caller's to abort).
 void settleQuietly(ncclResult_t result, ncclComm_t comm) noexcept {
-  while (result == ncclInProgress) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (result == ncclInProgress && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::yield();
     if (ncclCommGetAsyncError(comm, &result) != ncclSuccess) return;
   }
