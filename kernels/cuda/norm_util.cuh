@@ -38,8 +38,8 @@ __device__ inline void loadGroup(const float* p, float (&v)[kGroup]) {
   v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
 }
 
-__device__ inline void loadGroup(const __nv_bfloat16* p, float (&v)[kGroup]) {
-  const uint4 bits = *reinterpret_cast<const uint4*>(p);
+/// Eight bfloat16 values packed in 16 bytes, widened to float.
+__device__ inline void unpackBf16(const uint4& bits, float (&v)[kGroup]) {
   const auto* pairs = reinterpret_cast<const __nv_bfloat162*>(&bits);
 #pragma unroll
   for (int i = 0; i < kGroup / 2; ++i) {
@@ -49,19 +49,28 @@ __device__ inline void loadGroup(const __nv_bfloat16* p, float (&v)[kGroup]) {
   }
 }
 
-__device__ inline void storeGroup(float* p, const float (&v)[kGroup]) {
-  reinterpret_cast<float4*>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
-  reinterpret_cast<float4*>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
-}
-
-__device__ inline void storeGroup(__nv_bfloat16* p, const float (&v)[kGroup]) {
+/// Eight floats rounded to bfloat16 (nearest even) and packed in 16 bytes.
+__device__ inline uint4 packBf16(const float (&v)[kGroup]) {
   uint4 bits;
   auto* pairs = reinterpret_cast<__nv_bfloat162*>(&bits);
 #pragma unroll
   for (int i = 0; i < kGroup / 2; ++i) {
     pairs[i] = __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);
   }
-  *reinterpret_cast<uint4*>(p) = bits;
+  return bits;
+}
+
+__device__ inline void loadGroup(const __nv_bfloat16* p, float (&v)[kGroup]) {
+  unpackBf16(*reinterpret_cast<const uint4*>(p), v);
+}
+
+__device__ inline void storeGroup(float* p, const float (&v)[kGroup]) {
+  reinterpret_cast<float4*>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
+  reinterpret_cast<float4*>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
+}
+
+__device__ inline void storeGroup(__nv_bfloat16* p, const float (&v)[kGroup]) {
+  *reinterpret_cast<uint4*>(p) = packBf16(v);
 }
 
 __device__ inline float warpSum(float value) {

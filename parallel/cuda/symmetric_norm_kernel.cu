@@ -15,7 +15,9 @@ using kernels::cuda::detail::blockSum;
 using kernels::cuda::detail::kGroup;
 using kernels::cuda::detail::kWarpSize;
 using kernels::cuda::detail::loadGroup;
+using kernels::cuda::detail::packBf16;
 using kernels::cuda::detail::storeGroup;
+using kernels::cuda::detail::unpackBf16;
 
 constexpr int kMaxThreads = 1024;
 
@@ -42,13 +44,7 @@ __device__ inline void multimemSum(const __nv_bfloat16* mc, float (&v)[kGroup]) 
                : "=r"(bits.x), "=r"(bits.y), "=r"(bits.z), "=r"(bits.w)
                : "l"(mc)
                : "memory");
-  const auto* pairs = reinterpret_cast<const __nv_bfloat162*>(&bits);
-#pragma unroll
-  for (int i = 0; i < kGroup / 2; ++i) {
-    const float2 f = __bfloat1622float2(pairs[i]);
-    v[2 * i] = f.x;
-    v[2 * i + 1] = f.y;
-  }
+  unpackBf16(bits, v);
 #else
   __trap();
 #endif
@@ -70,12 +66,7 @@ __device__ inline void multimemStore(float* mc, const float (&v)[kGroup]) {
 /// The packed bfloat16 bits travel as four 32-bit lanes (multimem.st has no bf16x2 store).
 __device__ inline void multimemStore(__nv_bfloat16* mc, const float (&v)[kGroup]) {
 #if __CUDA_ARCH__ >= 900
-  uint4 bits;
-  auto* pairs = reinterpret_cast<__nv_bfloat162*>(&bits);
-#pragma unroll
-  for (int i = 0; i < kGroup / 2; ++i) {
-    pairs[i] = __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);
-  }
+  const uint4 bits = packBf16(v);
   asm volatile("multimem.st.relaxed.sys.global.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(mc), "r"(bits.x), "r"(bits.y),
                "r"(bits.z), "r"(bits.w)
                : "memory");
