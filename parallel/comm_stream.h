@@ -21,7 +21,9 @@
 
 namespace loom::parallel {
 
-/// A job's completion; wait() rethrows the job's exception.
+/// A job's completion; wait() rethrows the job's exception. It waits without
+/// a deadline of its own: a job's collectives carry their communicator's
+/// timeouts, so every job ends.
 class CommTicket {
  public:
   void wait();

@@ -27,10 +27,6 @@ int64_t addressOf(TensorParallel& tp) {
   return reinterpret_cast<int64_t>(&tp);
 }
 
-at::Tensor orZeros(const at::Tensor& grad, at::IntArrayRef sizes, const at::TensorOptions& options) {
-  return grad.defined() ? grad : at::zeros(sizes, options);
-}
-
 // The collectives themselves, called on the group's stream (by a job, or
 // through stream().run()).
 
@@ -155,7 +151,7 @@ void backwardJob(SublayerEnd& end, const at::Tensor& d_out, const at::Tensor& d_
     dr = grads[0];
     dw = grads[1];
   }
-  if (d_residual_out.defined()) dr = dr + d_residual_out;
+  dr = dr + d_residual_out;
   end.d_residual = dr;
   if (sp) {
     tp.group().allReduce(dw, dist::ReduceOp::kSum)->wait();  // each rank normed its own tokens
@@ -166,8 +162,8 @@ void backwardJob(SublayerEnd& end, const at::Tensor& d_out, const at::Tensor& d_
   end.d_weight = dw;
 }
 
-/// Queues the forward job; its outputs are buffers the job fills. Backward
-/// waits for the job finish()'s backward queued.
+/// Queues the forward job; its outputs are buffers the job fills. Its
+/// backward waits for the job that finish()'s backward queued.
 class StartAddNormFunction : public torch::autograd::Function<StartAddNormFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const at::Tensor& partial, const at::Tensor& residual,
@@ -202,8 +198,9 @@ class StartAddNormFunction : public torch::autograd::Function<StartAddNormFuncti
   }
 };
 
-/// Waits for the forward job. Its backward queues the backward job and passes
-/// nothing on: the start node collects the job's gradients.
+/// Waits for the forward job. Its backward queues the backward job; the start
+/// node collects that job's gradients (autograd materialises unused outputs'
+/// gradients as zeros, so both are defined).
 class FinishAddNormFunction : public torch::autograd::Function<FinishAddNormFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const at::Tensor& out, const at::Tensor& residual_out,
@@ -211,16 +208,13 @@ class FinishAddNormFunction : public torch::autograd::Function<FinishAddNormFunc
     const c10::intrusive_ptr<SublayerEnd> end =
         c10::static_intrusive_pointer_cast<SublayerEnd>(end_capsule.toCapsule());
     ctx->saved_data["end"] = end_capsule;
-    ctx->saved_data["out_sizes"] = out.sizes().vec();
-    ctx->saved_data["residual_sizes"] = residual_out.sizes().vec();
     end->forward_done.wait();
     return {out, residual_out};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const c10::intrusive_ptr<SublayerEnd> end = endOf(ctx);
-    const at::TensorOptions options = end->residual_out.options();
-    const at::Tensor d_out = orZeros(grads[0], ctx->saved_data["out_sizes"].toIntVector(), options).contiguous();
+    const at::Tensor d_out = grads[0].contiguous();
     const at::Tensor d_res = grads[1];
     end->backward_done = end->tp->stream().submit([end, d_out, d_res] { backwardJob(*end, d_out, d_res); });
     // The start node ignores these and collects the job's gradients instead.
