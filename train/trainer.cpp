@@ -196,7 +196,8 @@ data::LoaderOptions Trainer::loaderOptions() const {
 void Trainer::makeOuterOptimizer() {
   // An elastic job's replicas may differ in size: leaders exchange and fan the averages out.
   const optim::outer::OuterComms comms{outer_comm_, elastic_ != nullptr ? replica_comm_ : nullptr};
-  outer_ = optim::outer::makeOuterOptimizer(model_->namedParameters(), comms, opts_.job.outer, opts_.job.train.seed);
+  outer_ = optim::outer::makeOuterOptimizer(model_->namedParameters(), comms, opts_.job.outer, opts_.job.train.seed,
+                                            wholeParameterSizes());
 }
 
 void Trainer::formReplicas() {

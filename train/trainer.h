@@ -127,6 +127,12 @@ class Trainer {
   checkpoint::NamedTensors wholeTensors(const checkpoint::NamedTensors& local);
   /// This rank's shards of whole tensors (a checkpoint's optimizer state).
   checkpoint::NamedTensors localShards(const checkpoint::NamedTensors& whole) const;
+  /// With tensor parallelism, the element count of every parameter's whole
+  /// tensor (streaming DiLoCo cuts its fragments on them); else empty.
+  std::vector<int64_t> wholeParameterSizes() const;
+  /// (name, shape) of every parameter: this rank's tensor-parallel shards, or
+  /// (whole) the tensors they are cut from.
+  std::vector<std::pair<std::string, std::vector<int64_t>>> parameterShapes(bool whole) const;
   /// The outer optimizer's state with its flat buffers (every parameter, in
   /// order) made whole from the group's shards (collective), and back.
   checkpoint::NamedTensors wholeOuterState(const checkpoint::NamedTensors& local);

@@ -16,6 +16,7 @@
 #include <c10/core/GradMode.h>
 #include <c10/util/accumulate.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace loom::train {
@@ -58,8 +59,8 @@ checkpoint::NamedTensors Trainer::localShards(const checkpoint::NamedTensors& wh
 namespace {
 
 // The outer optimizers keep their state in flat buffers over every parameter
-// (optim/outer/flat_parameters.h); a range names a part of them, and with
-// tensor parallelism only the whole buffer (outer.fragments 1) is valid.
+// (optim/outer/flat_parameters.h); a range names a part of them, cut at
+// parameter boundaries (a streaming fragment).
 bool isFlatBuffer(const std::string& name) {
   return name == "outer.global" || name == "outer.momentum" || name == "outer.pending" || name == "outer.sent";
 }
@@ -69,7 +70,7 @@ bool isFlatRange(const std::string& name) {
 
 /// Named views of `flat`, one per entry of `shapes`, in order.
 checkpoint::NamedTensors splitFlat(const at::Tensor& flat,
-                                   const std::vector<std::pair<std::string, at::IntArrayRef>>& shapes) {
+                                   const std::vector<std::pair<std::string, std::vector<int64_t>>>& shapes) {
   checkpoint::NamedTensors pieces;
   int64_t offset = 0;
   for (const auto& [name, sizes] : shapes) {
@@ -88,23 +89,41 @@ at::Tensor joinFlat(const checkpoint::NamedTensors& pieces) {
   return at::cat(flat);
 }
 
-}  // namespace
+/// Where each parameter starts in a flat vector of `shapes`; back() is its size.
+std::vector<int64_t> offsetsOf(const std::vector<std::pair<std::string, std::vector<int64_t>>>& shapes) {
+  std::vector<int64_t> offsets{0};
+  for (const auto& [name, sizes] : shapes) offsets.push_back(offsets.back() + c10::multiply_integers(sizes));
+  return offsets;
+}
 
-checkpoint::NamedTensors Trainer::wholeOuterState(const checkpoint::NamedTensors& local) {
-  if (!tensor_parallel_) return local;
-  const checkpoint::NamedTensors params = model_->namedParameters();
-  std::vector<std::pair<std::string, at::IntArrayRef>> shapes;
-  int64_t whole_numel = 0;
-  for (const auto& [name, p] : params) {
-    shapes.emplace_back(name, p.sizes());
-    whole_numel += p.numel() * (model::tensorParallelDim(name) >= 0 ? tensor_parallel_->size() : 1);
-  }
+/// A range {begin, end} over the `from` layout's flat vector, cut at parameter
+/// boundaries, as the same parameters' range over the `to` layout's.
+at::Tensor convertRange(const at::Tensor& range, const std::vector<int64_t>& from, const std::vector<int64_t>& to) {
+  const auto index = [&](int64_t offset) {
+    const auto it = std::find(from.begin(), from.end(), offset);
+    LOOM_CHECK_INPUT(it != from.end(), "outer state: range bound ", offset,
+                     " is not a parameter boundary; the checkpoint belongs to another model");
+    return to[static_cast<size_t>(it - from.begin())];
+  };
+  const at::Tensor r = range.to(at::kLong).reshape({-1});
+  return at::tensor({index(r[0].item<int64_t>()), index(r[1].item<int64_t>())}, at::kLong);
+}
+
+/// The outer state with its flat buffers and ranges moved from the `from`
+/// layout (parameter shapes) to the `to` layout; convert(pieces) maps each
+/// buffer's per-parameter pieces.
+template <typename Convert>
+checkpoint::NamedTensors convertOuterState(const checkpoint::NamedTensors& state,
+                                           const std::vector<std::pair<std::string, std::vector<int64_t>>>& from,
+                                           const std::vector<std::pair<std::string, std::vector<int64_t>>>& to,
+                                           const Convert& convert) {
+  const std::vector<int64_t> from_offsets = offsetsOf(from), to_offsets = offsetsOf(to);
   checkpoint::NamedTensors out;
-  for (const auto& [name, t] : local) {
+  for (const auto& [name, t] : state) {
     if (isFlatBuffer(name)) {
-      out.emplace_back(name, joinFlat(model::gatherTensors(splitFlat(t, shapes), tensor_parallel_->group())));
+      out.emplace_back(name, joinFlat(convert(splitFlat(t.reshape({-1}), from))));
     } else if (isFlatRange(name)) {
-      out.emplace_back(name, at::tensor({int64_t{0}, whole_numel}, at::kLong));
+      out.emplace_back(name, convertRange(t, from_offsets, to_offsets));
     } else {
       out.emplace_back(name, t);
     }
@@ -112,33 +131,39 @@ checkpoint::NamedTensors Trainer::wholeOuterState(const checkpoint::NamedTensors
   return out;
 }
 
-checkpoint::NamedTensors Trainer::localOuterState(const checkpoint::NamedTensors& whole) const {
-  if (!tensor_parallel_) return whole;
-  const int tp = tensor_parallel_->size();
-  std::vector<std::vector<int64_t>> whole_sizes;
-  std::vector<std::pair<std::string, at::IntArrayRef>> shapes;
-  int64_t local_numel = 0;
+}  // namespace
+
+std::vector<int64_t> Trainer::wholeParameterSizes() const {
+  std::vector<int64_t> sizes;
+  if (!tensor_parallel_) return sizes;
+  for (const auto& [name, p] : model_->namedParameters()) {
+    sizes.push_back(p.numel() * (model::tensorParallelDim(name) >= 0 ? tensor_parallel_->size() : 1));
+  }
+  return sizes;
+}
+
+std::vector<std::pair<std::string, std::vector<int64_t>>> Trainer::parameterShapes(bool whole) const {
+  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
   for (const auto& [name, p] : model_->namedParameters()) {
     std::vector<int64_t> sizes = p.sizes().vec();
     const int dim = model::tensorParallelDim(name);
-    if (dim >= 0) sizes[static_cast<size_t>(dim)] *= tp;
-    whole_sizes.push_back(std::move(sizes));
-    local_numel += p.numel();
+    if (whole && dim >= 0) sizes[static_cast<size_t>(dim)] *= tensor_parallel_->size();
+    shapes.emplace_back(name, std::move(sizes));
   }
-  const checkpoint::NamedTensors params = model_->namedParameters();
-  for (size_t i = 0; i < params.size(); ++i) shapes.emplace_back(params[i].first, whole_sizes[i]);
-  checkpoint::NamedTensors out;
-  for (const auto& [name, t] : whole) {
-    if (isFlatBuffer(name)) {
-      out.emplace_back(name,
-                       joinFlat(model::shardTensors(splitFlat(t.reshape({-1}), shapes), tp, tensor_parallel_->rank())));
-    } else if (isFlatRange(name)) {
-      out.emplace_back(name, at::tensor({int64_t{0}, local_numel}, at::kLong));
-    } else {
-      out.emplace_back(name, t);
-    }
-  }
-  return out;
+  return shapes;
+}
+
+checkpoint::NamedTensors Trainer::wholeOuterState(const checkpoint::NamedTensors& local) {
+  if (!tensor_parallel_) return local;
+  return convertOuterState(
+      local, parameterShapes(false), parameterShapes(true),
+      [&](const checkpoint::NamedTensors& pieces) { return model::gatherTensors(pieces, tensor_parallel_->group()); });
+}
+
+checkpoint::NamedTensors Trainer::localOuterState(const checkpoint::NamedTensors& whole) const {
+  if (!tensor_parallel_) return whole;
+  return convertOuterState(whole, parameterShapes(true), parameterShapes(false),
+                           [&](const checkpoint::NamedTensors& pieces) { return localShards(pieces); });
 }
 
 double Trainer::clipGradNorm(double max_norm) {

@@ -32,11 +32,12 @@ at::Tensor rangeTensor(FlatRange range) {
 
 }  // namespace
 
-DiLoCo::DiLoCo(NamedTensors params, const OuterComms& comms, const OuterOptions& opts)
+DiLoCo::DiLoCo(NamedTensors params, const OuterComms& comms, const OuterOptions& opts,
+               const std::vector<int64_t>& fragment_sizes)
     : flat_(std::move(params)),
       opts_(opts),
       rule_(OuterRule::from(opts)),
-      fragments_(flat_.fragments(opts.fragments)),
+      fragments_(flat_.fragments(opts.fragments, fragment_sizes)),
       group_(comms.exchange == nullptr ? 0 : comms.exchange->size()),
       global_(zerosLike(flat_.numel())),
       momentum_(zerosLike(flat_.numel())),

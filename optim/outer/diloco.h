@@ -25,7 +25,9 @@ namespace loom::optim::outer {
 
 class DiLoCo final : public OuterOptimizer {
  public:
-  DiLoCo(NamedTensors params, const OuterComms& comms, const OuterOptions& opts);
+  /// fragment_sizes: FlatParameters::fragments' sizes (empty: the parameters' element counts).
+  DiLoCo(NamedTensors params, const OuterComms& comms, const OuterOptions& opts,
+         const std::vector<int64_t>& fragment_sizes = {});
 
   void afterInnerStep(int64_t step) override;
   void finish() override;

@@ -19,21 +19,28 @@ FlatParameters::FlatParameters(NamedTensors params) : params_(std::move(params))
   }
 }
 
-std::vector<FlatRange> FlatParameters::fragments(int64_t count) const {
+std::vector<FlatRange> FlatParameters::fragments(int64_t count, const std::vector<int64_t>& sizes) const {
   const auto params = static_cast<int64_t>(params_.size());
   LOOM_CHECK_INPUT(count >= 1 && count <= params, "outer.fragments (", count, ") must be between 1 and the ", params,
                    " parameter tensors: fragments are cut at parameter boundaries");
+  LOOM_CHECK(sizes.empty() || static_cast<int64_t>(sizes.size()) == params, "outer: ", sizes.size(),
+             " fragment sizes for ", params, " parameters");
+  // The cuts are chosen on `weights` (the element counts unless given) and returned as flat ranges.
+  std::vector<int64_t> weights = offsets_;
+  if (!sizes.empty()) {
+    for (int64_t i = 0; i < params; ++i) weights[i + 1] = weights[i] + sizes[static_cast<size_t>(i)];
+  }
   std::vector<FlatRange> ranges;
   int64_t first = 0;  // first parameter of the fragment being cut
   for (int64_t f = 0; f < count; ++f) {
     // End this fragment at the parameter boundary closest to (f + 1) / count of
-    // the elements, leaving at least one parameter for each later fragment.
+    // the weight, leaving at least one parameter for each later fragment.
     int64_t last = count - f - 1 == 0 ? params : first + 1;
     if (last < params) {
-      const double target = static_cast<double>(numel_) * static_cast<double>(f + 1) / static_cast<double>(count);
+      const double target = static_cast<double>(weights.back()) * static_cast<double>(f + 1) / static_cast<double>(count);
       const int64_t limit = params - (count - f - 1);
-      while (last < limit && std::abs(static_cast<double>(offsets_[last + 1]) - target) <
-                                 std::abs(static_cast<double>(offsets_[last]) - target)) {
+      while (last < limit && std::abs(static_cast<double>(weights[last + 1]) - target) <
+                                 std::abs(static_cast<double>(weights[last]) - target)) {
         ++last;
       }
     }

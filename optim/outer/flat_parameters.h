@@ -26,8 +26,11 @@ class FlatParameters {
   int64_t numel() const { return numel_; }
   /// `count` ranges that cover the vector in order, cut at parameter
   /// boundaries, each as close to numel() / count elements as those allow.
-  /// Throws InputError when there are fewer parameters than `count`.
-  std::vector<FlatRange> fragments(int64_t count) const;
+  /// `sizes` (one per parameter, optional) replaces the parameters' element
+  /// counts in choosing the cuts: with tensor parallelism, the whole tensors'
+  /// counts, so every layout cuts at the same parameters. Throws InputError
+  /// when there are fewer parameters than `count`.
+  std::vector<FlatRange> fragments(int64_t count, const std::vector<int64_t>& sizes = {}) const;
 
   /// flat[range] <- the parameters' values there (`flat` has numel() elements).
   void gather(at::Tensor& flat, FlatRange range) const;

@@ -7,10 +7,11 @@
 namespace loom::optim::outer {
 
 std::unique_ptr<OuterOptimizer> makeOuterOptimizer(NamedTensors params, const OuterComms& comms,
-                                                   const OuterOptions& opts, uint64_t seed) {
+                                                   const OuterOptions& opts, uint64_t seed,
+                                                   const std::vector<int64_t>& fragment_sizes) {
   switch (opts.algorithm) {
     case OuterAlgorithm::kDiLoCo:
-      return std::make_unique<DiLoCo>(std::move(params), comms, opts);
+      return std::make_unique<DiLoCo>(std::move(params), comms, opts, fragment_sizes);
     case OuterAlgorithm::kCo2: {
       OuterOptions co2 = opts;
       co2.delayed = true;  // CO2 is the delayed schedule with its own rule

@@ -28,6 +28,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 namespace loom::optim::outer {
 
@@ -98,8 +99,12 @@ struct OuterComms {
 /// Non-leaders start no background work. `seed` picks NoLoCo's groups; every
 /// replica passes the same. Throws InputError for invalid options or when
 /// `exchange` is not set exactly on the replica's rank 0.
+/// `fragment_sizes`: streaming DiLoCo cuts its fragments on these per-parameter
+/// sizes instead of the parameters' element counts (FlatParameters::fragments):
+/// the whole tensors' under tensor parallelism.
 std::unique_ptr<OuterOptimizer> makeOuterOptimizer(NamedTensors params, const OuterComms& comms,
-                                                   const OuterOptions& opts, uint64_t seed);
+                                                   const OuterOptions& opts, uint64_t seed,
+                                                   const std::vector<int64_t>& fragment_sizes = {});
 /// The default layout: makeOuterOptimizer(params, {&comm, nullptr}, opts, seed).
 std::unique_ptr<OuterOptimizer> makeOuterOptimizer(NamedTensors params, dist::Communicator& comm,
                                                    const OuterOptions& opts, uint64_t seed);

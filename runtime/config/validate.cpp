@@ -159,11 +159,6 @@ void checkTensorParallel(const JobOptions& job, int world_size, Checker& check) 
                 {"parallel.tp", "model.heads", "model.kv_heads", "model.ffn_dim"},
                 c10::str("parallel.tp (", p.tp, ") must divide model.heads (", m.heads, "), the kv heads (",
                          m.kvHeads(), ") and model.ffn_dim (", m.ffn_dim, "): each rank holds 1/tp of them"));
-  check.require(job.outer.algorithm != OuterAlgorithm::kDiLoCo || job.outer.fragments == 1,
-                {"parallel.tp", "outer.fragments"},
-                c10::str("parallel.tp > 1 with streaming DiLoCo (outer.fragments ", job.outer.fragments,
-                         ") is not supported yet: fragments are ranges of each rank's shards; set "
-                         "outer.fragments: 1 or parallel.tp: 1"));
   check.require(!job.elastic.enabled(), {"parallel.tp", "elastic.policy"},
                 "parallel.tp > 1 with elastic.policy is not supported yet (a lost rank takes a shard no buddy "
                 "holds); set parallel.tp: 1 or elastic.policy: NONE");
