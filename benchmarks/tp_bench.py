@@ -13,8 +13,9 @@ repetitions rotating which goes first. Warm-up steps are excluded. Per run:
 
 `split` runs micro-batches of >= parallel.token_split_min_tokens tokens as two halves whose
 communication overlaps the other half's compute (TokenWeave's schedule); `unsplit` sets it
-to 0. Prints one JSON object per run and a summary with the medians and the split/unsplit
-throughput ratio.
+to 0; `tp1` is the baseline on the same cores: one rank, no tensor parallelism, two intra-op
+threads. Prints one JSON object per run and a summary with the medians, the split/unsplit
+throughput ratio and split/tp1.
 
     /usr/bin/python3 benchmarks/tp_bench.py [--build build] [--data data/brown/train.bin]
         [--reps 3] [--steps 12] [--warmup 3] [--out benchmarks/results/tp_bench.jsonl]
@@ -31,15 +32,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = dict(vocab_size=257, dim=256, layers=4, heads=8, kv_heads=4, ffn_dim=768, max_seq_len=256)
 
 
-def run(args, split, out_dir):
-    sets = {"train.steps": args.steps, "train.threads": 1, "train.out_dir": f'"{out_dir}"',
+def run(args, mode, out_dir):
+    tp = 1 if mode == "tp1" else 2
+    sets = {"train.steps": args.steps, "train.threads": 3 - tp, "train.out_dir": f'"{out_dir}"',
             "train.checkpoint_every": 0, "train.resume": "false", "train.global_batch": 16, "train.micro_batch": 16,
             "data.train_path": f'"{args.data}"', "data.val_path": '""', "data.seq_len": 256,
             "data.order": "SEQUENTIAL", "logging.log_every": 1, "logging.peak_tflops": 1,
-            "parallel.tp": 2, "parallel.sequence_parallel": "true",
-            "parallel.token_split_min_tokens": 1024 if split else 0}
+            "parallel.tp": tp, "parallel.sequence_parallel": "true",
+            "parallel.token_split_min_tokens": 1024 if mode == "split" else 0}
     sets.update({f"model.{k}": v for k, v in MODEL.items()})
-    cmd = [os.path.join(args.build, "bin", "loom-launch"), "--nproc-per-node", "2", "--",
+    cmd = [os.path.join(args.build, "bin", "loom-launch"), "--nproc-per-node", str(tp), "--",
            os.path.join(args.build, "bin", "loom-train"), "--config", os.path.join(ROOT, "configs/tiny.pbtxt")]
     for key, value in sets.items():
         cmd += ["--set", f"{key}={value}"]
@@ -52,7 +54,7 @@ def run(args, split, out_dir):
     tokens = steps[0]["tokens"] // (args.warmup + 1)
     comm = statistics.median(s["comm_ms"] for s in steps)
     exposed = statistics.median(s["exposed_comm_ms"] for s in steps)
-    return {"bench": "tp", "mode": "split" if split else "unsplit", "tp": 2, "tokens_per_step": tokens,
+    return {"bench": "tp", "mode": mode, "tp": tp, "tokens_per_step": tokens,
             "step_ms": round(step_ms, 2), "tokens_per_s": round(tokens / step_ms * 1e3, 1), "comm_ms": round(comm, 2),
             "exposed_comm_ms": round(exposed, 2), "exposed_pct": round(100 * exposed / step_ms, 2)}
 
@@ -68,13 +70,14 @@ def main():
     args = parser.parse_args()
     if not os.path.exists(args.data):
         sys.exit(f"{args.data} is missing: run scripts/prepare_data.sh first")
-    results = {"split": [], "unsplit": []}
+    modes = ["split", "unsplit", "tp1"]
+    results = {mode: [] for mode in modes}
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):
-            order = [True, False] if rep % 2 == 0 else [False, True]
-            for split in order:
-                r = run(args, split, os.path.join(tmp, f"{rep}_{split}"))
+            order = modes[rep % 3:] + modes[:rep % 3]
+            for mode in order:
+                r = run(args, mode, os.path.join(tmp, f"{rep}_{mode}"))
                 r["rep"] = rep
                 results[r["mode"]].append(r)
                 lines.append(json.dumps(r))
@@ -84,6 +87,7 @@ def main():
         for key in ("tokens_per_s", "exposed_pct", "comm_ms", "exposed_comm_ms"):
             summary[f"{mode}_{key}"] = statistics.median(r[key] for r in runs)
     summary["split_over_unsplit"] = round(summary["split_tokens_per_s"] / summary["unsplit_tokens_per_s"], 3)
+    summary["split_over_tp1"] = round(summary["split_tokens_per_s"] / summary["tp1_tokens_per_s"], 3)
     lines.append(json.dumps(summary))
     print(lines[-1])
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
