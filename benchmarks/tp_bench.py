@@ -8,7 +8,8 @@ repetitions rotating which goes first. Warm-up steps are excluded. Per run:
     tokens_per_s     global tokens / median step time
     comm_ms          median per step of the time the pair's communication jobs ran (the
                      CommStream: reduce-scatter, add+RMSNorm, all-gather and their backward)
-    exposed_comm_ms  median per step of the time compute waited for them
+    exposed_comm_ms  median per step of the time compute waited for them; exposed_forward_ms and
+                     exposed_backward_ms the tensor-parallel part of it in the forward and backward passes
     exposed_pct      exposed_comm_ms / step_ms, in %
 
 `split` runs micro-batches of >= parallel.token_split_min_tokens tokens as two halves whose
@@ -54,9 +55,12 @@ def run(args, mode, out_dir):
     tokens = steps[0]["tokens"] // (args.warmup + 1)
     comm = statistics.median(s["comm_ms"] for s in steps)
     exposed = statistics.median(s["exposed_comm_ms"] for s in steps)
+    forward = statistics.median(s.get("tp_exposed_forward_ms", 0) for s in steps)
+    backward = statistics.median(s.get("tp_exposed_ms", 0) - s.get("tp_exposed_forward_ms", 0) for s in steps)
     return {"bench": "tp", "mode": mode, "tp": tp, "tokens_per_step": tokens,
             "step_ms": round(step_ms, 2), "tokens_per_s": round(tokens / step_ms * 1e3, 1), "comm_ms": round(comm, 2),
-            "exposed_comm_ms": round(exposed, 2), "exposed_pct": round(100 * exposed / step_ms, 2)}
+            "exposed_comm_ms": round(exposed, 2), "exposed_forward_ms": round(forward, 2),
+            "exposed_backward_ms": round(backward, 2), "exposed_pct": round(100 * exposed / step_ms, 2)}
 
 
 def main():
@@ -84,7 +88,8 @@ def main():
                 print(lines[-1], flush=True)
     summary = {"bench": "tp_summary", "reps": args.reps}
     for mode, runs in results.items():
-        for key in ("tokens_per_s", "exposed_pct", "comm_ms", "exposed_comm_ms"):
+        for key in ("tokens_per_s", "exposed_pct", "comm_ms", "exposed_comm_ms", "exposed_forward_ms",
+                    "exposed_backward_ms"):
             summary[f"{mode}_{key}"] = statistics.median(r[key] for r in runs)
     summary["split_over_unsplit"] = round(summary["split_tokens_per_s"] / summary["unsplit_tokens_per_s"], 3)
     summary["split_over_tp1"] = round(summary["split_tokens_per_s"] / summary["tp1_tokens_per_s"], 3)

@@ -39,6 +39,16 @@ struct StepMetrics {
     double snapshot_ms = 0;   ///< this rank's snapshot capture on the training thread
   };
   std::optional<Elastic> elastic;
+  /// Tensor-parallel jobs (docs/tensor_parallel.md; included in comm_ms and
+  /// exposed_comm_ms): the time their stream ran, the time compute waited for
+  /// them, and of that the forward passes' part (when forward and backward
+  /// run apart: not in document mode).
+  struct TensorParallel {
+    double comm_ms = 0;
+    double exposed_ms = 0;
+    std::optional<double> exposed_forward_ms;
+  };
+  std::optional<TensorParallel> tp;
 };
 
 /// Seconds since the Unix epoch (wall clock, for lining up events across processes).

@@ -266,6 +266,9 @@ Trainer::StepResult Trainer::trainStep(double lr) {
   double sample_sum = static_cast<double>(samples) * (2.0 * static_cast<double>(first_sample) +
                                                       static_cast<double>(samples) - 1) / 2;
   double local_loss_sum = 0;
+  // The tensor-parallel stream's time this step (validation's forwards ran in between).
+  if (tensor_parallel_) tensor_parallel_->stream().resetStats();
+  double tp_exposed_forward_ms = 0;
   if (documents_) {
     // Documents: samples are the step's documents, counted once each by the rank leading them.
     faults_.at(FaultPhase::kForward, step_ + 1);
@@ -280,9 +283,11 @@ Trainer::StepResult Trainer::trainStep(double lr) {
     for (size_t i = 0; i < micro_batches.size(); ++i) {
       const at::Tensor& batch = micro_batches[i];
       if (i + 1 == micro_batches.size()) reducer_->armForLastBackward();
+      const double exposed_before = tpExposedMs();
       const at::Tensor logits = forward(batch.narrow(1, 0, seq_len));
       const at::Tensor loss_sum = model::crossEntropySum(logits, batch.narrow(1, 1, seq_len));
       local_loss_sum += loss_sum.item<double>();
+      tp_exposed_forward_ms += tpExposedMs() - exposed_before;
       loss_sum.div(replica_tokens).backward();
     }
   }
@@ -318,9 +323,10 @@ Trainer::StepResult Trainer::trainStep(double lr) {
   result.grad_norm = clipGradNorm(job.train.grad_clip);
   if (tensor_parallel_) {
     const parallel::CommStreamStats tp_stats = tensor_parallel_->stream().stats();
-    tensor_parallel_->stream().resetStats();
     result.comm_ms += tp_stats.busy_ms;
     result.exposed_comm_ms += tp_stats.exposed_ms;
+    result.tp = StepMetrics::TensorParallel{tp_stats.busy_ms, tp_stats.exposed_ms, std::nullopt};
+    if (!documents_) result.tp->exposed_forward_ms = tp_exposed_forward_ms;
   }
   optimizer_->step(lr);
   faults_.at(FaultPhase::kOuter, step_ + 1);
@@ -497,6 +503,7 @@ void Trainer::iterate(RunSummary& summary, const std::function<bool()>& stop_req
   m.step_ms = step_ms;
   m.comm_ms = result.comm_ms;
   m.exposed_comm_ms = result.exposed_comm_ms;
+  m.tp = result.tp;
   m.mfu = flops_per_token_ * m.tokens_per_s / (peak_flops_ * world_comm_->size());
   m.world = world_comm_->size();
   m.layout = layoutName();

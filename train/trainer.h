@@ -19,6 +19,7 @@
 #include "train/elastic_session.h"
 #include "train/fault_injection.h"
 #include "train/hdp_step.h"
+#include "train/metrics.h"
 #include "train/metrics_log.h"
 #include "train/replica_layout.h"
 
@@ -75,6 +76,7 @@ class Trainer {
     double grad_norm = 0;
     double comm_ms = 0;
     double exposed_comm_ms = 0;
+    std::optional<StepMetrics::TensorParallel> tp;
   };
 
   Trainer(TrainerOptions opts, dist::Communicator* comm, elastic::ElasticWorld* world, const Logger& log);
@@ -142,6 +144,8 @@ class Trainer {
   double clipGradNorm(double max_norm);
   /// The forward of one micro-batch, through the tensor-parallel group if any.
   at::Tensor forward(const at::Tensor& tokens);
+  /// Time compute has waited for the tensor-parallel stream since its stats were reset (0 without).
+  double tpExposedMs() const;
   /// The rank that writes files: data-parallel rank 0 at tensor-parallel position 0.
   bool leads() const;
   /// "dp=4", "dp=2 tp=2", or the replicas of an outer optimizer.

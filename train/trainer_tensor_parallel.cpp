@@ -188,6 +188,8 @@ at::Tensor Trainer::forward(const at::Tensor& tokens) {
   return tensor_parallel_ ? model_->forward(tokens, *tensor_parallel_) : model_->forward(tokens);
 }
 
+double Trainer::tpExposedMs() const { return tensor_parallel_ ? tensor_parallel_->stream().stats().exposed_ms : 0; }
+
 bool Trainer::leads() const {
   return comm_->rank() == 0 && (!tensor_parallel_ || tensor_parallel_->rank() == 0);
 }

@@ -11,6 +11,7 @@
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <filesystem>
@@ -110,6 +111,13 @@ TEST_P(TensorParallelCliTest, WeightsAndOptimizerStateAfterFiveStepsEqualOneRank
   const CommandResult result = run(launcher, out, c.sets);
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_NE(result.output.find("tensor parallel: dp="), std::string::npos) << result.output;
+  // The stream's time is reported, its exposed part split into forward and backward.
+  const std::string metrics = loom::test::readTextFile(out + "/metrics.jsonl");
+  const auto last = nlohmann::json::parse(metrics.substr(metrics.rfind('{')));
+  ASSERT_TRUE(last.contains("tp_comm_ms") && last.contains("tp_exposed_forward_ms")) << last.dump();
+  EXPECT_GT(last["tp_comm_ms"].get<double>(), 0.0);
+  EXPECT_LE(last["tp_exposed_forward_ms"].get<double>(), last["tp_exposed_ms"].get<double>());
+  EXPECT_LE(last["tp_exposed_ms"].get<double>(), last["exposed_comm_ms"].get<double>());
   expectEqualTensors(out + "/model.safetensors", dir_->file("one/model.safetensors"), "final weights");
   expectEqualTensors(checkpointFile(out, "optimizer.safetensors"),
                      checkpointFile(dir_->file("one"), "optimizer.safetensors"), "optimizer state");
