@@ -1,6 +1,7 @@
 #include "kernels/cuda/causal_softmax.cuh"
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/norm_util.cuh"
 
 #include <cuda_runtime.h>
 
@@ -10,46 +11,13 @@
 namespace loom::kernels::cuda {
 namespace {
 
-constexpr int kWarpSize = 32;
+using detail::blockReduce;
+using detail::kWarpSize;
+using detail::MaxOp;
+using detail::SumOp;
 constexpr int kMaxThreadsPerRow = 512;
 // Rows are grid-strided beyond this many blocks.
 constexpr int64_t kMaxRowBlocks = 65535;
-
-struct SumOp {
-  __device__ float operator()(float a, float b) const { return a + b; }
-  __device__ static float identity() { return 0.0f; }
-};
-
-struct MaxOp {
-  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
-  __device__ static float identity() { return -INFINITY; }
-};
-
-template <typename Op>
-__device__ float warpReduce(float value) {
-  const Op op;
-  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
-    value = op(value, __shfl_xor_sync(0xffffffffu, value, offset));
-  }
-  return value;
-}
-
-/// Op over `value` of every thread of the block, returned to all of them, in a fixed order.
-/// REQUIRES: blockDim.x is a multiple of kWarpSize; every thread of the block calls it.
-template <typename Op>
-__device__ float blockReduce(float value, float* shared /* [kWarpSize] */) {
-  value = warpReduce<Op>(value);
-  const int lane = threadIdx.x % kWarpSize;
-  const int warp = threadIdx.x / kWarpSize;
-  if (lane == 0) {
-    shared[warp] = value;
-  }
-  __syncthreads();
-  const int warps = blockDim.x / kWarpSize;
-  value = warpReduce<Op>(lane < warps ? shared[lane] : Op::identity());
-  __syncthreads();  // shared may be reused by the next call
-  return value;
-}
 
 /// Allowed keys of row `row`: query row % q_len sees keys 0 .. row % q_len + k_len - q_len.
 __device__ int64_t allowedKeys(int64_t row, int64_t q_len, int64_t k_len) {

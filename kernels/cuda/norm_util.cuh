@@ -1,7 +1,7 @@
-// What the fused norm kernels share (internal to .cu files; never include it from
+// What loom's row kernels share (internal to .cu files; never include it from
 // host-only code): groups of 8 bfloat16 or float32 elements moved with 16-byte
-// accesses and widened to float32, a block-wide float sum, and the opt-in for
-// rows cached in more than 48 KiB of dynamic shared memory.
+// accesses and widened to float32, block-wide float reductions (sum, max), and
+// the opt-in for rows cached in more than 48 KiB of dynamic shared memory.
 #pragma once
 
 #include "kernels/cuda/cuda_check.h"
@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -73,17 +74,31 @@ __device__ inline void storeGroup(__nv_bfloat16* p, const float (&v)[kGroup]) {
   *reinterpret_cast<uint4*>(p) = packBf16(v);
 }
 
-__device__ inline float warpSum(float value) {
+struct SumOp {
+  __device__ float operator()(float a, float b) const { return a + b; }
+  __device__ static float identity() { return 0.0f; }
+};
+
+struct MaxOp {
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+  __device__ static float identity() { return -INFINITY; }
+};
+
+template <typename Op>
+__device__ inline float warpReduce(float value) {
+  const Op op;
   for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
-    value += __shfl_xor_sync(0xffffffffu, value, offset);
+    value = op(value, __shfl_xor_sync(0xffffffffu, value, offset));
   }
   return value;
 }
 
-/// Sum of `value` over the block, returned to every thread, in an order fixed by
-/// blockDim alone. REQUIRES: blockDim.x is a multiple of kWarpSize; every thread calls it.
-__device__ inline float blockSum(float value, float* shared /* [kWarpSize] */) {
-  value = warpSum(value);
+/// Op over `value` of every thread of the block, returned to all of them, in an
+/// order fixed by blockDim alone. REQUIRES: blockDim.x is a multiple of
+/// kWarpSize; every thread of the block calls it.
+template <typename Op>
+__device__ inline float blockReduce(float value, float* shared /* [kWarpSize] */) {
+  value = warpReduce<Op>(value);
   const int lane = threadIdx.x % kWarpSize;
   const int warp = threadIdx.x / kWarpSize;
   if (lane == 0) {
@@ -91,9 +106,13 @@ __device__ inline float blockSum(float value, float* shared /* [kWarpSize] */) {
   }
   __syncthreads();
   const int warps = blockDim.x / kWarpSize;
-  value = warpSum(lane < warps ? shared[lane] : 0.0f);
+  value = warpReduce<Op>(lane < warps ? shared[lane] : Op::identity());
   __syncthreads();  // shared may be reused by the next call
   return value;
+}
+
+__device__ inline float blockSum(float value, float* shared /* [kWarpSize] */) {
+  return blockReduce<SumOp>(value, shared);
 }
 
 inline bool aligned16(const void* p) {
