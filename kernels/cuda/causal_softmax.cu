@@ -15,9 +15,8 @@ using detail::blockReduce;
 using detail::kWarpSize;
 using detail::MaxOp;
 using detail::SumOp;
-constexpr int kMaxThreadsPerRow = 512;
-// Rows are grid-strided beyond this many blocks.
-constexpr int64_t kMaxRowBlocks = 65535;
+using detail::kMaxRowBlocks;
+using detail::kMaxThreadsPerRow;
 
 /// Allowed keys of row `row`: query row % q_len sees keys 0 .. row % q_len + k_len - q_len.
 __device__ int64_t allowedKeys(int64_t row, int64_t q_len, int64_t k_len) {

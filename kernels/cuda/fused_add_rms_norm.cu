@@ -14,8 +14,8 @@ namespace {
 using detail::kGroup;
 using detail::kWarpSize;
 
-constexpr int kMaxThreadsPerRow = 512;
-constexpr int64_t kMaxRowBlocks = 65535;
+using detail::kMaxRowBlocks;
+using detail::kMaxThreadsPerRow;
 
 /// One block per row. kVector: thread t owns groups t, t + blockDim, ... of 8 elements;
 /// otherwise single elements. The float32 row lives in `row` ([kGroup][groups] when

@@ -18,6 +18,10 @@
 namespace loom::kernels::cuda::detail {
 
 constexpr int kWarpSize = 32;
+/// One block per row: at most this many threads per block.
+constexpr int kMaxThreadsPerRow = 512;
+/// Rows are grid-strided beyond this many blocks.
+constexpr int64_t kMaxRowBlocks = 65535;
 /// Elements per vector group: 16 bytes of bfloat16, 32 bytes (two accesses) of float32.
 constexpr int kGroup = 8;
 

@@ -12,9 +12,8 @@ namespace {
 
 using detail::blockSum;
 using detail::kWarpSize;
-constexpr int kMaxThreadsPerRow = 512;
-// Rows are grid-strided beyond this many blocks.
-constexpr int64_t kMaxRowBlocks = 65535;
+using detail::kMaxRowBlocks;
+using detail::kMaxThreadsPerRow;
 // dweight partials: a chunk covers at least kMinRowsPerChunk rows, and there are at
 // most kMaxChunks chunks (bounds the workspace); both depend on `rows` only.
 constexpr int64_t kMinRowsPerChunk = 32;
