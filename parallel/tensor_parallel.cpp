@@ -28,7 +28,7 @@ int64_t addressOf(TensorParallel& tp) {
 }
 
 // The collectives themselves, called on the group's stream (by a job, or
-// through stream().run()).
+// through TensorParallel::run()).
 
 /// [tokens, hidden] from every rank's [s, hidden] shard, the padding dropped.
 at::Tensor gatherRows(dist::Communicator& group, const at::Tensor& shard, int64_t tokens) {
@@ -50,21 +50,21 @@ at::Tensor reduceScatterRows(dist::Communicator& group, const at::Tensor& full) 
 }
 
 at::Tensor allGatherTokens(TensorParallel& tp, const at::Tensor& shard, int64_t tokens) {
-  at::Tensor out;
-  tp.stream().run([&] { out = gatherRows(tp.group(), shard, tokens); });
-  return out;
+  return tp.run([&] { return gatherRows(tp.group(), shard, tokens); }, {shard});
 }
 
 at::Tensor reduceScatterTokens(TensorParallel& tp, const at::Tensor& full) {
-  at::Tensor out;
-  tp.stream().run([&] { out = reduceScatterRows(tp.group(), full); });
-  return out;
+  return tp.run([&] { return reduceScatterRows(tp.group(), full); }, {full});
 }
 
 at::Tensor allReduceSum(TensorParallel& tp, const at::Tensor& t) {
-  at::Tensor sum = t.clone(at::MemoryFormat::Contiguous);
-  tp.stream().run([&] { tp.group().allReduce(sum, dist::ReduceOp::kSum)->wait(); });
-  return sum;
+  return tp.run(
+      [&] {
+        at::Tensor sum = t.clone(at::MemoryFormat::Contiguous);
+        tp.group().allReduce(sum, dist::ReduceOp::kSum)->wait();
+        return sum;
+      },
+      {t});
 }
 
 /// Identity forward; the gradient is summed over the group (a replicated
@@ -114,10 +114,10 @@ struct SublayerEnd : torch::CustomClassHolder {
   double eps = 0;
   bool replicated_consumer = false;
   int64_t tokens = 0;
-  CommTicket forward_done;
+  QueuedJob forward_done;
   at::Tensor residual_out;  ///< float32 or the model's dtype, saved for the norm's backward
   at::Tensor weight;
-  CommTicket backward_done;
+  QueuedJob backward_done;
   at::Tensor d_partial, d_residual, d_weight;
 };
 
@@ -178,20 +178,22 @@ class StartAddNormFunction : public torch::autograd::Function<StartAddNormFuncti
     end->weight = w;
     const FusedNormPath path =
         tp.options().sequence_parallel ? FusedNormPath::kReduceScatter : FusedNormPath::kAllReduce;
-    end->forward_done = tp.stream().submit([end, x, res, w, out, residual_out, path]() mutable {
-      // Filling the outputs must not enter autograd: the start node owns their history.
-      c10::NoGradGuard no_grad;
-      const FusedNormOutput o = fusedAllReduceAddRmsNorm(x, res, w, end->eps, end->tp->group(), path);
-      out.copy_(o.out);
-      residual_out.copy_(o.residual);
-      end->residual_out = o.residual;
-    });
+    end->forward_done = tp.submit(
+        [end, x, res, w, out, residual_out, path]() mutable {
+          // Filling the outputs must not enter autograd: the start node owns their history.
+          c10::NoGradGuard no_grad;
+          const FusedNormOutput o = fusedAllReduceAddRmsNorm(x, res, w, end->eps, end->tp->group(), path);
+          out.copy_(o.out);
+          residual_out.copy_(o.residual);
+          end->residual_out = o.residual;
+        },
+        {x, res, w, out, residual_out});
     return {out, residual_out};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list /*grads*/) {
     const c10::intrusive_ptr<SublayerEnd> end = endOf(ctx);
-    end->backward_done.wait();
+    end->backward_done.wait({&end->d_partial, &end->d_residual, &end->d_weight});
     variable_list out{end->d_partial, end->d_residual, end->d_weight, at::Tensor()};
     end->d_partial = end->d_residual = end->d_weight = at::Tensor();
     return out;
@@ -208,7 +210,7 @@ class FinishAddNormFunction : public torch::autograd::Function<FinishAddNormFunc
     const c10::intrusive_ptr<SublayerEnd> end =
         c10::static_intrusive_pointer_cast<SublayerEnd>(end_capsule.toCapsule());
     ctx->saved_data["end"] = end_capsule;
-    end->forward_done.wait();
+    end->forward_done.wait();  // `out` and `residual_out` are the caller's, only filled by the job
     return {out, residual_out};
   }
 
@@ -216,7 +218,8 @@ class FinishAddNormFunction : public torch::autograd::Function<FinishAddNormFunc
     const c10::intrusive_ptr<SublayerEnd> end = endOf(ctx);
     const at::Tensor d_out = grads[0].contiguous();
     const at::Tensor d_res = grads[1];
-    end->backward_done = end->tp->stream().submit([end, d_out, d_res] { backwardJob(*end, d_out, d_res); });
+    end->backward_done =
+        end->tp->submit([end, d_out, d_res] { backwardJob(*end, d_out, d_res); }, {d_out, d_res});
     // The start node ignores these and collects the job's gradients instead.
     return {grads[0], grads[1], at::Tensor()};
   }
@@ -227,6 +230,50 @@ class FinishAddNormFunction : public torch::autograd::Function<FinishAddNormFunc
 TensorParallel::TensorParallel(dist::Communicator& group, TensorParallelOptions opts) : group_(group), opts_(opts) {
   LOOM_CHECK_INPUT(opts.split_min_tokens >= 0, "tensor parallel: split_min_tokens (", opts.split_min_tokens,
                    ") must be >= 0");
+}
+
+void QueuedJob::wait(std::initializer_list<const at::Tensor*> results) {
+  ticket.wait();
+  if (!handoff) return;
+  std::vector<at::Tensor> made;
+  for (const at::Tensor* t : results) made.push_back(*t);
+  handoff->join(made);
+}
+
+SideStream* TensorParallel::sideStreamFor(const c10::Device& device) {
+  if (!device.is_cuda()) return nullptr;
+  std::lock_guard<std::mutex> lock(side_mutex_);
+  if (!side_) {
+    side_ = makeSideStream(device, group_);
+    side_device_ = device;
+  }
+  LOOM_CHECK_INPUT(device == side_device_, "tensor parallel: this group's jobs run on ", side_device_,
+                   " but a job's tensors are on ", device, "; keep a group's model on one device");
+  return side_.get();
+}
+
+QueuedJob TensorParallel::submit(std::function<void()> job, const std::vector<at::Tensor>& inputs) {
+  c10::Device device = c10::kCPU;
+  for (const at::Tensor& t : inputs) {
+    if (t.defined()) {
+      device = t.device();
+      break;
+    }
+  }
+  QueuedJob queued;
+  if (SideStream* side = sideStreamFor(device)) {
+    queued.handoff = side->handOff(inputs);
+    queued.ticket = stream_.submit([handoff = queued.handoff, job = std::move(job)] { handoff->run(job); });
+  } else {
+    queued.ticket = stream_.submit(std::move(job));
+  }
+  return queued;
+}
+
+at::Tensor TensorParallel::run(const std::function<at::Tensor()>& job, const std::vector<at::Tensor>& inputs) {
+  at::Tensor result;
+  submit([&] { result = job(); }, inputs).wait({&result});
+  return result;
 }
 
 TokenSplit TensorParallel::split(int64_t sequences, int64_t tokens_per_sequence) const {

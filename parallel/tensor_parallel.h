@@ -23,6 +23,10 @@
 // stream: a finish()'s backward queues the gradient's communication and the
 // start's backward collects it, so the reversed schedule overlaps too.
 //
+// On CUDA every job's kernels and collectives run on a side stream
+// (side_stream.h), so one half's communication overlaps the other half's
+// compute on the GPU as well: TokenWeave's two streams.
+//
 // Gradients: column/row-parallel weights get their own shard's gradient; every
 // replicated parameter (embedding, norms, head) gets the full gradient on every
 // rank (sequence-parallel norm gains are summed over the group inside the
@@ -31,12 +35,16 @@
 #pragma once
 
 #include "parallel/comm_stream.h"
+#include "parallel/side_stream.h"
 #include "runtime/dist/communicator.h"
 
 #include <ATen/core/Tensor.h>
 #include <ATen/core/ivalue.h>
 
+#include <functional>
+#include <initializer_list>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 namespace loom::parallel {
@@ -64,6 +72,17 @@ struct AddNormOutput {
 
 class PendingAddNorm;
 
+/// A job queued on the group's stream, with its crossing to the side stream
+/// (none on the CPU).
+struct QueuedJob {
+  CommTicket ticket;
+  std::shared_ptr<StreamHandoff> handoff;
+  /// Waits for the job; on CUDA the caller's stream then follows the job's
+  /// device work. `results`: where the job left tensors it made that the
+  /// caller uses (read after the wait).
+  void wait(std::initializer_list<const at::Tensor*> results = {});
+};
+
 class TensorParallel {
  public:
   /// `group` must outlive this object and every graph built through it.
@@ -74,6 +93,14 @@ class TensorParallel {
   dist::Communicator& group() { return group_; }
   CommStream& stream() { return stream_; }
   const TensorParallelOptions& options() const { return opts_; }
+
+  /// Queues `job` on the group's stream. On CUDA its device work runs on the
+  /// side stream, after the work queued so far on the caller's current stream.
+  /// `inputs`: the tensors it reads (their device picks the side stream).
+  QueuedJob submit(std::function<void()> job, const std::vector<at::Tensor>& inputs);
+  /// A blocking collective in order: runs `job` on the stream, waits, and
+  /// returns the tensor it made, ready for the caller's stream.
+  at::Tensor run(const std::function<at::Tensor()>& job, const std::vector<at::Tensor>& inputs);
 
   /// How a micro-batch of `sequences` x `tokens_per_sequence` tokens runs:
   /// whole below split_min_tokens; else in halves of its sequences, or of its
@@ -93,9 +120,15 @@ class TensorParallel {
                               double eps, bool replicated_consumer);
 
  private:
+  /// The side stream for jobs on `device` (nullptr on the CPU), made on first use.
+  SideStream* sideStreamFor(const c10::Device& device);
+
   dist::Communicator& group_;
   TensorParallelOptions opts_;
-  CommStream stream_;
+  std::mutex side_mutex_;
+  std::unique_ptr<SideStream> side_;  ///< guarded by side_mutex_ until made
+  c10::Device side_device_ = c10::kCPU;
+  CommStream stream_;  ///< last: its worker, which runs jobs using the members above, stops first
 };
 
 /// A sublayer end in flight.

@@ -20,7 +20,9 @@
 #      loom_parallel_cuda_tests (fused all-reduce + RMSNorm: all-reduce,
 #      reduce-scatter and symmetric-memory paths, 10^4 launches), loom_nccl_tests,
 #      fused_norm_cuda_bench (kernel vs cudaMemcpy bandwidth), the kernels' CUDA
-#      tests, and with a CUDA libtorch loom_model_cuda_tests and gpu_train_bench.
+#      tests, and with a CUDA libtorch loom_model_cuda_tests (a training step
+#      against the CPU; tensor parallelism over NCCL with token splitting on the
+#      side stream against the plain model) and gpu_train_bench.
 #
 # Environment: LOOM_GPU_CHECK_BUDGET_S (seconds), LOOM_GPU_CHECK_TORCH
 # (auto | pytorch | system), LOOM_GPU_CHECK_JOBS (build jobs, default all cores),
@@ -178,6 +180,6 @@ run "NCCL communicator tests" 120 loom_nccl_tests
 run "fused norm bandwidth benchmark" 120 fused_norm_cuda_bench --reps 50
 build loom_kernels_tests loom_model_cuda_tests gpu_train_bench
 run "kernels' CUDA tests" 120 loom_kernels_tests --gtest_filter='*Cuda*'
-run "training step on CUDA vs CPU" 60 loom_model_cuda_tests
+run "training step on CUDA vs CPU, tensor parallel on the side stream" 120 loom_model_cuda_tests
 run "one-GPU training throughput" 120 gpu_train_bench --steps 20 --warmup 3
 finish

@@ -177,7 +177,12 @@ double Trainer::clipGradNorm(double max_norm) {
     sums[model::tensorParallelDim(params[i].first) >= 0 ? 0 : 1] += squares[i];
   }
   at::Tensor sharded = sums.narrow(0, 0, 1).clone();
-  tensor_parallel_->stream().run([&] { tensor_parallel_->group().allReduce(sharded, dist::ReduceOp::kSum)->wait(); });
+  tensor_parallel_->run(
+      [&] {
+        tensor_parallel_->group().allReduce(sharded, dist::ReduceOp::kSum)->wait();
+        return sharded;
+      },
+      {sharded});
   const double norm = std::sqrt(sharded.item<double>() + sums[1].item<double>());
   const double coef = max_norm / (norm + 1e-6);
   if (max_norm > 0 && coef < 1.0) optimizer_->scaleGradients(coef);

@@ -4,6 +4,7 @@
 #include "runtime/dist/nccl_check.h"
 
 #include <thread>
+#include <utility>
 
 namespace loom::dist {
 namespace {
@@ -169,9 +170,9 @@ NcclComm::~NcclComm() {
   if (previous >= 0) cudaSetDevice(previous);
 }
 
-void NcclComm::setComputeStream(cudaStream_t stream) {
+cudaStream_t NcclComm::setComputeStream(cudaStream_t stream) {
   std::lock_guard<std::mutex> lock(launch_mutex_);
-  compute_stream_ = stream;
+  return std::exchange(compute_stream_, stream);
 }
 
 std::unique_ptr<BackendWork> NcclComm::launch(NcclCall call, std::vector<at::Tensor> keep_alive) {

@@ -85,7 +85,8 @@ class NcclComm : public std::enable_shared_from_this<NcclComm> {
 
   /// Launched work first waits for what was queued on `stream` (default: the
   /// legacy default stream, which is libtorch's unless the caller switched).
-  void setComputeStream(cudaStream_t stream);
+  /// Returns the stream it replaces.
+  cudaStream_t setComputeStream(cudaStream_t stream);
 
   /// Launches `call` now (after any deferred point-to-point calls).
   std::unique_ptr<BackendWork> launch(NcclCall call, std::vector<at::Tensor> keep_alive);

@@ -88,8 +88,8 @@ int NcclCommunicator::device() const {
 cudaStream_t NcclCommunicator::stream() const {
   return comm_->stream();
 }
-void NcclCommunicator::setComputeStream(cudaStream_t stream) {
-  comm_->setComputeStream(stream);
+cudaStream_t NcclCommunicator::setComputeStream(cudaStream_t stream) {
+  return comm_->setComputeStream(stream);
 }
 void NcclCommunicator::abort() {
   comm_->abort();

@@ -56,8 +56,9 @@ class NcclCommunicator final : public Communicator {
   /// wait() can make their stream wait on an event recorded here.
   cudaStream_t stream() const;
   /// Operations wait for the work queued on `stream` when they are launched
-  /// (default: the legacy default stream, libtorch's default too).
-  void setComputeStream(cudaStream_t stream);
+  /// (default: the legacy default stream, libtorch's default too). Returns the
+  /// stream it replaces.
+  cudaStream_t setComputeStream(cudaStream_t stream);
 
   /// A new NCCL communicator over `ranks`, created only by them (as the
   /// contract requires): the unique id travels through the store. Throws

@@ -153,6 +153,27 @@ TEST(TensorParallelModelTest, SplitOutputEqualsUnsplit) {
   });
 }
 
+// A group of one rank (the GPU test's single-GPU case) is the plain model, split or not.
+TEST(TensorParallelModelTest, OneRankGroupEqualsThePlainModel) {
+  const at::Tensor tokens = batchTokens(2, 16);
+  const at::Tensor inputs = tokens.narrow(1, 0, 16), targets = tokens.narrow(1, 1, 16);
+  Llama plain = wholeModel(2);
+  const at::Tensor ref_logits = plain->forward(inputs);
+  crossEntropySum(ref_logits, targets).backward();
+  const auto self = dist::makeSelfCommunicator();
+  for (const bool sp : {true, false}) {
+    for (const int64_t split_min : {int64_t{0}, int64_t{1}}) {
+      const std::string label = std::string(sp ? "sp" : "all-reduce") + (split_min > 0 ? " split" : " unsplit");
+      Llama model = wholeModel(2);
+      parallel::TensorParallel group(*self, {sp, split_min});
+      const at::Tensor logits = model->forward(inputs, group);
+      EXPECT_LE(relativeDistance(logits, ref_logits), kTolerance) << label;
+      crossEntropySum(logits, targets).backward();
+      expectNamedClose(gradientsOf(model), gradientsOf(plain), label);
+    }
+  }
+}
+
 TEST(TensorParallelModelTest, SplitsOnlyMicroBatchesWithEnoughTokens) {
   const auto self = dist::makeSelfCommunicator();
   parallel::TensorParallel tp(*self, {true, 1024});
