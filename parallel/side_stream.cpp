@@ -50,7 +50,12 @@ class GroupOrder {
 
 class CudaEvent {
  public:
-  CudaEvent() { C10_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming)); }
+  /// On `device`, whatever the thread's current device: an event is recorded
+  /// only on streams of the device it was made on.
+  explicit CudaEvent(c10::DeviceIndex device) {
+    const c10::cuda::CUDAGuard on(device);
+    C10_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming));
+  }
   ~CudaEvent() { cudaEventDestroy(event_); }  // the runtime releases it once pending waits are done
   CudaEvent(const CudaEvent&) = delete;
   CudaEvent& operator=(const CudaEvent&) = delete;
@@ -63,7 +68,8 @@ class CudaEvent {
 class CudaHandoff final : public StreamHandoff {
  public:
   /// On the submitting thread: marks its current stream.
-  CudaHandoff(const c10::cuda::CUDAStream& side, NcclGroup* group) : side_(side), group_(group) {
+  CudaHandoff(const c10::cuda::CUDAStream& side, NcclGroup* group)
+      : side_(side), group_(group), ready_(side.device_index()), done_(side.device_index()) {
     C10_CUDA_CHECK(cudaEventRecord(ready_.get(), c10::cuda::getCurrentCUDAStream(side.device_index()).stream()));
   }
 
