@@ -48,7 +48,7 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const RotaryEmbedding& ro
 
 at::Tensor AttentionImpl::forwardAfter(const at::Tensor& x, const parallel::TokenLayout& x_layout,
                                       const at::Tensor& prefix, const parallel::TokenLayout& prefix_layout,
-                                      const RotaryEmbedding& rope) {
+                                      const RotaryEmbedding& rope, dist::Communicator* ring) {
   const int64_t batch = x.size(0);
   const int64_t tx = x.size(1);
   const int64_t tk = prefix.size(1) + tx;
@@ -58,6 +58,10 @@ at::Tensor AttentionImpl::forwardAfter(const at::Tensor& x, const parallel::Toke
   const at::Tensor q = rope.applyAt(wq->forward(x).view({batch, tx, heads_, head_dim_}), x_layout.positions);
   const at::Tensor k = rope.applyAt(wk->forward(both).view({batch, tk, kv_heads_, head_dim_}), key_positions);
   const at::Tensor v = wv->forward(both).view({batch, tk, kv_heads_, head_dim_});
+  if (ring != nullptr && ring->size() > 1) {
+    const at::Tensor out = parallel::ringAttention(q, x_layout, k, v, {key_positions, key_documents}, *ring);
+    return wo->forward(out.reshape({batch, tx, heads_ * head_dim_}));
+  }
   // Key j is visible to query i (token prefix + i) when j <= prefix + i and both are in one document.
   const at::Tensor query_index = at::arange(tk - tx, tk, at::kLong).unsqueeze(1);
   const at::Tensor visible = at::arange(tk, at::kLong).unsqueeze(0).le(query_index) &

@@ -34,9 +34,13 @@ class AttentionImpl : public torch::nn::Module {
   /// docs/tensor_parallel.md): x [batch, Tx, dim] attends to `prefix`
   /// [batch, Tp, dim] (the tokens before it, already normalised) and to
   /// itself causally, within documents; each layout gives its tokens'
-  /// positions and documents (-1: padding). Plain libtorch ops.
+  /// positions and documents (-1: padding). Plain libtorch ops, or with a
+  /// `ring` of several ranks ring attention: every rank holds its own prefix
+  /// and second half (as many tokens as the others) and x attends to all of
+  /// them (parallel::ringAttention with a query layout).
   at::Tensor forwardAfter(const at::Tensor& x, const parallel::TokenLayout& x_layout, const at::Tensor& prefix,
-                          const parallel::TokenLayout& prefix_layout, const RotaryEmbedding& rope);
+                          const parallel::TokenLayout& prefix_layout, const RotaryEmbedding& rope,
+                          dist::Communicator* ring = nullptr);
 
   torch::nn::Linear wq{nullptr}, wk{nullptr}, wv{nullptr}, wo{nullptr};
 

@@ -94,8 +94,9 @@ class LlamaImpl : public torch::nn::Module {
   /// The tensor-parallel blocks; attend(block, normed, part, prefix) returns
   /// the attention's partial output for a part, `prefix` being the normalised
   /// tokens before a second token half (undefined otherwise; model/llama_tp.cpp).
+  /// `token_halves`: a one-sequence micro-batch may split into token halves.
   template <typename Attend>
-  at::Tensor runTensorParallel(const at::Tensor& tokens, parallel::TensorParallel& tp, bool allow_split,
+  at::Tensor runTensorParallel(const at::Tensor& tokens, parallel::TensorParallel& tp, bool token_halves,
                                const Attend& attend);
   void requireTensorParallel(int64_t size) const;
 

@@ -10,7 +10,8 @@
 // all-gather) runs while the other part computes: TokenWeave's schedule
 // (parallel_elastic.md §3.4) with the CommStream as the communication stream.
 // A second token half attends to the first half's keys and values, recomputed
-// from the first half's input of the same sublayer.
+// from the first half's input of the same sublayer (under ring attention:
+// every rank's first half, going round the ring again).
 #include "model/llama.h"
 
 #include <ATen/ATen.h>
@@ -36,7 +37,7 @@ parallel::TokenLayout causalLayout(int64_t first, int64_t count) {
 at::Tensor LlamaImpl::forward(const at::Tensor& tokens, parallel::TensorParallel& tp) {
   requireTensorParallel(tp.size());
   return runTensorParallel(
-      tokens, tp, /*allow_split=*/true,
+      tokens, tp, /*token_halves=*/true,
       [this](BlockImpl& block, const at::Tensor& normed, const TpPart& part, const at::Tensor& prefix) {
         if (!prefix.defined()) return block.attn->forward(normed, rope_);
         return block.attn->forwardAfter(normed, causalLayout(part.first, part.count), prefix,
@@ -47,25 +48,33 @@ at::Tensor LlamaImpl::forward(const at::Tensor& tokens, parallel::TensorParallel
 at::Tensor LlamaImpl::forward(const at::Tensor& tokens, const parallel::TokenLayout& layout, dist::Communicator& group,
                               parallel::TensorParallel& tp) {
   requireTensorParallel(tp.size());
-  // Ring attention over more than one rank covers the whole row: it runs as one part.
+  // Under ring attention over several ranks a row splits into token halves
+  // where every rank's first half is a causal prefix of its documents (zigzag
+  // shares are): the first halves then attend only among themselves, round
+  // the ring, and the second halves to all tokens, round the ring again.
+  bool token_halves = true;
+  if (group.size() > 1 && tp.split(tokens.size(0), tokens.size(1)).by_tokens) {
+    token_halves = parallel::leadingTokensArePrefix(layout, tokens.size(1) / 2, group);
+  }
   return runTensorParallel(
-      tokens, tp, /*allow_split=*/group.size() == 1,
+      tokens, tp, token_halves,
       [&](BlockImpl& block, const at::Tensor& normed, const TpPart& part, const at::Tensor& prefix) {
         if (!part.by_tokens) return block.attn->forward(normed, rope_, layout, group);
         const parallel::TokenLayout mine = narrowLayout(layout, part.first, part.count);
         if (!prefix.defined()) return block.attn->forward(normed, rope_, mine, group);
-        return block.attn->forwardAfter(normed, mine, prefix, narrowLayout(layout, 0, part.first), rope_);
+        return block.attn->forwardAfter(normed, mine, prefix, narrowLayout(layout, 0, part.first), rope_, &group);
       });
 }
 
 template <typename Attend>
-at::Tensor LlamaImpl::runTensorParallel(const at::Tensor& tokens, parallel::TensorParallel& tp, bool allow_split,
+at::Tensor LlamaImpl::runTensorParallel(const at::Tensor& tokens, parallel::TensorParallel& tp, bool token_halves,
                                         const Attend& attend) {
   const int64_t batch = tokens.size(0);
   const int64_t seq = tokens.size(1);
   const int64_t d = opts_.dim;
   const double eps = opts_.norm_eps;
-  const parallel::TokenSplit split = allow_split ? tp.split(batch, seq) : parallel::TokenSplit{};
+  parallel::TokenSplit split = tp.split(batch, seq);
+  if (split.by_tokens && !token_halves) split = {};
   const int axis = split.by_tokens ? 1 : 0;  // of tokens [batch, seq]
   const int64_t extent = tokens.size(axis);
 

@@ -46,8 +46,9 @@ at::Tensor gatherLayouts(const Ring& ring, const TokenLayout& layout) {
   return all.view({ring.size, 2, length});
 }
 
-at::Tensor maskFor(const at::Tensor& layouts, int q_rank, int k_rank, bool causal) {
-  return attentionMask(layouts[q_rank][0], layouts[q_rank][1], layouts[k_rank][0], layouts[k_rank][1], causal);
+/// q_layout [2, Lq]: this rank's queries' positions and documents.
+at::Tensor maskFor(const at::Tensor& q_layout, const at::Tensor& layouts, int k_rank, bool causal) {
+  return attentionMask(q_layout[0], q_layout[1], layouts[k_rank][0], layouts[k_rank][1], causal);
 }
 
 // Keys and values of one rank as one message: [2, B, KV, L, hd].
@@ -73,10 +74,12 @@ Exchange rotate(const Ring& ring, const at::Tensor& outgoing, at::Tensor& incomi
 
 class RingAttentionFunction : public torch::autograd::Function<RingAttentionFunction> {
  public:
-  // q [B, H, L, hd], k/v [B, KV, L, hd] (heads first); `ring` as an integer
-  // address: the caller guarantees the communicator outlives the backward.
+  // q [B, H, Lq, hd], k/v [B, KV, L, hd] (heads first); q_layout [2, Lq],
+  // layouts [N, 2, L] (every rank's keys); `ring` as an integer address: the
+  // caller guarantees the communicator outlives the backward.
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                            const at::Tensor& layouts, int64_t comm_address, bool causal, double scale) {
+                            const at::Tensor& q_layout, const at::Tensor& layouts, int64_t comm_address, bool causal,
+                            double scale) {
     const Ring ring = ringOf(comm_address);
     BlockAttention running;
     at::Tensor current = packKv(k, v);
@@ -86,7 +89,7 @@ class RingAttentionFunction : public torch::autograd::Function<RingAttentionFunc
       const bool more = step + 1 < ring.size;
       if (more) exchange = rotate(ring, current, incoming, kForwardTag + step);
       const BlockAttention block =
-          blockAttention(q, current[0], current[1], maskFor(layouts, ring.rank, ring.sourceAt(step), causal), scale);
+          blockAttention(q, current[0], current[1], maskFor(q_layout, layouts, ring.sourceAt(step), causal), scale);
       if (step == 0) {
         running = block;
       } else {
@@ -97,7 +100,7 @@ class RingAttentionFunction : public torch::autograd::Function<RingAttentionFunc
         std::swap(current, incoming);
       }
     }
-    ctx->save_for_backward({q, k, v, layouts, running.out, running.lse});
+    ctx->save_for_backward({q, k, v, q_layout, layouts, running.out, running.lse});
     ctx->saved_data["comm"] = comm_address;
     ctx->saved_data["causal"] = causal;
     ctx->saved_data["scale"] = scale;
@@ -106,8 +109,8 @@ class RingAttentionFunction : public torch::autograd::Function<RingAttentionFunc
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list saved = ctx->get_saved_variables();
-    const at::Tensor &q = saved[0], &k = saved[1], &v = saved[2], &layouts = saved[3], &out = saved[4],
-                     &lse = saved[5];
+    const at::Tensor &q = saved[0], &k = saved[1], &v = saved[2], &q_layout = saved[3], &layouts = saved[4],
+                     &out = saved[5], &lse = saved[6];
     const Ring ring = ringOf(ctx->saved_data["comm"].toInt());
     const bool causal = ctx->saved_data["causal"].toBool();
     const double scale = ctx->saved_data["scale"].toDouble();
@@ -127,7 +130,7 @@ class RingAttentionFunction : public torch::autograd::Function<RingAttentionFunc
       const bool more = step + 1 < ring.size;
       if (more) kv_exchange = rotate(ring, kv, kv_in, kBackwardTag + 2 * step + 1);
       const BlockGradients g = blockAttentionBackward(
-          q, kv[0], kv[1], maskFor(layouts, ring.rank, ring.sourceAt(step), causal), scale, out, lse, dout);
+          q, kv[0], kv[1], maskFor(q_layout, layouts, ring.sourceAt(step), causal), scale, out, lse, dout);
       dq.add_(g.dq);
       dkv[0].add_(g.dk);
       dkv[1].add_(g.dv);
@@ -142,7 +145,7 @@ class RingAttentionFunction : public torch::autograd::Function<RingAttentionFunc
       }
     }
     return {dq.to(q.scalar_type()), dkv[0].to(k.scalar_type()), dkv[1].to(v.scalar_type()), at::Tensor(),
-            at::Tensor(), at::Tensor(), at::Tensor()};
+            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 
  private:
@@ -156,21 +159,55 @@ class RingAttentionFunction : public torch::autograd::Function<RingAttentionFunc
 
 at::Tensor ringAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const TokenLayout& layout,
                          dist::Communicator& group, const RingAttentionOptions& opts) {
+  return ringAttention(q, layout, k, v, layout, group, opts);
+}
+
+at::Tensor ringAttention(const at::Tensor& q, const TokenLayout& q_layout, const at::Tensor& k, const at::Tensor& v,
+                         const TokenLayout& layout, dist::Communicator& group, const RingAttentionOptions& opts) {
   LOOM_CHECK_INPUT(q.dim() == 4 && k.dim() == 4 && v.sizes() == k.sizes() && q.size(0) == k.size(0) &&
-                       q.size(1) == k.size(1) && q.size(3) == k.size(3) && k.size(2) > 0 && q.size(2) % k.size(2) == 0,
+                       q.size(3) == k.size(3) && k.size(2) > 0 && q.size(2) % k.size(2) == 0,
                    "ring attention: q ", q.sizes(), ", k ", k.sizes(), ", v ", v.sizes(),
-                   " must be [B, L, H, hd] and [B, L, KV, hd] with KV dividing H");
-  LOOM_CHECK_INPUT(layout.positions.scalar_type() == at::kLong && layout.documents.scalar_type() == at::kLong &&
-                       layout.positions.numel() == q.size(1) && layout.documents.numel() == q.size(1),
-                   "ring attention: the token layout must be int64 positions and documents of ", q.size(1),
-                   " tokens each");
+                   " must be [B, Lq, H, hd] and [B, L, KV, hd] with KV dividing H");
+  const auto check_layout = [](const TokenLayout& l, int64_t tokens, const char* what) {
+    LOOM_CHECK_INPUT(l.positions.scalar_type() == at::kLong && l.documents.scalar_type() == at::kLong &&
+                         l.positions.numel() == tokens && l.documents.numel() == tokens,
+                     "ring attention: the ", what, " layout must be int64 positions and documents of ", tokens,
+                     " tokens each");
+  };
+  check_layout(q_layout, q.size(1), "query");
+  check_layout(layout, k.size(1), "key");
   const Ring ring{&group, group.size(), group.rank()};
   const at::Tensor layouts = gatherLayouts(ring, layout);
   const double scale = opts.scale > 0 ? opts.scale : 1.0 / std::sqrt(static_cast<double>(q.size(3)));
   const at::Tensor out = RingAttentionFunction::apply(
-      q.transpose(1, 2).contiguous(), k.transpose(1, 2).contiguous(), v.transpose(1, 2).contiguous(), layouts,
+      q.transpose(1, 2).contiguous(), k.transpose(1, 2).contiguous(), v.transpose(1, 2).contiguous(),
+      at::stack({q_layout.positions, q_layout.documents}), layouts,
       static_cast<int64_t>(reinterpret_cast<intptr_t>(&group)), opts.causal, scale);
   return out.transpose(1, 2);
+}
+
+bool leadingTokensArePrefix(const TokenLayout& layout, int64_t count, dist::Communicator& group) {
+  LOOM_CHECK_INPUT(count >= 0 && count <= layout.positions.numel(), "ring attention: ", count, " leading tokens of ",
+                   layout.positions.numel());
+  const Ring ring{&group, group.size(), group.rank()};
+  const at::Tensor all = gatherLayouts(ring, layout);  // [N, 2, L], the same on every rank
+  const int64_t length = all.size(2);
+  const at::Tensor positions = all.select(1, 0).reshape(-1), documents = all.select(1, 1).reshape(-1);
+  const at::Tensor other = at::arange(length, at::kLong).ge(count).repeat({ring.size});  // 1: not leading
+  const at::Tensor real = documents.ge(0);
+  const at::Tensor doc = documents.masked_select(real), pos = positions.masked_select(real);
+  const at::Tensor late = other.masked_select(real).to(at::kLong);
+  // Sorted by document, then position, other tokens before leading ones at one position:
+  // within a document the leading tokens must all come first.
+  at::Tensor order = std::get<1>(late.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
+  order = order.index_select(0, std::get<1>(pos.index_select(0, order).sort(/*stable=*/true, 0, false)));
+  order = order.index_select(0, std::get<1>(doc.index_select(0, order).sort(/*stable=*/true, 0, false)));
+  const at::Tensor d = doc.index_select(0, order), l = late.index_select(0, order);
+  const int64_t n = d.numel();
+  if (n < 2) return true;
+  const at::Tensor other_then_leading =
+      d.narrow(0, 0, n - 1).eq(d.narrow(0, 1, n - 1)) & l.narrow(0, 0, n - 1).eq(1) & l.narrow(0, 1, n - 1).eq(0);
+  return !other_then_leading.any().item<bool>();
 }
 
 std::vector<int64_t> zigzagIndices(int64_t length, int ranks, int rank) {

@@ -51,6 +51,22 @@ struct RingAttentionOptions {
 at::Tensor ringAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const TokenLayout& layout,
                          dist::Communicator& group, const RingAttentionOptions& opts = {});
 
+/// Attention of some of this rank's tokens as queries, q [B, Lq, H, hd] at
+/// `q_layout`, to every rank's keys and values k, v [B, L, KV, hd] at `layout`
+/// (the same L on every rank): the second half of a row split in two, its
+/// keys being both halves (tensor-parallel token splitting). Collective, like
+/// the above.
+at::Tensor ringAttention(const at::Tensor& q, const TokenLayout& q_layout, const at::Tensor& k, const at::Tensor& v,
+                         const TokenLayout& layout, dist::Communicator& group, const RingAttentionOptions& opts = {});
+
+/// Whether the first `count` tokens of every rank's `layout` (over `group`)
+/// are a causal prefix of each of their documents: no other token of the same
+/// document, on any rank, sits at a position <= theirs. Then those tokens'
+/// causal attention needs only themselves, and the row splits there (as
+/// zigzag chunking does at half a share). Collective over `group`; the same
+/// answer on every rank.
+bool leadingTokensArePrefix(const TokenLayout& layout, int64_t count, dist::Communicator& group);
+
 /// Token indices of rank `rank`'s zigzag share of a sequence of `length`
 /// tokens over `ranks` ranks: chunks rank and 2 ranks - 1 - rank of the length
 /// padded up to a multiple of 2 ranks (indices >= length are padding).

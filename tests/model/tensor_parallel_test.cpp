@@ -247,7 +247,9 @@ TEST(TensorParallelModelTest, AShardRefusesTheUnshardedForward) {
 }
 
 // Four ranks: tensor-parallel pairs {0, 1}, {2, 3}; context-parallel pairs
-// {0, 2}, {1, 3} sharing one sequence in zigzag halves.
+// {0, 2}, {1, 3} sharing one sequence, with token splitting on. Zigzag shares
+// split into token halves under ring attention (twice the sublayer-end jobs);
+// contiguous shares, whose first halves are no prefix, run whole.
 TEST(TensorParallelModelTest, InsideContextParallelismEqualsTheWholeModel) {
   constexpr int64_t kLength = 32;
   const at::Tensor tokens = batchTokens(1, kLength);
@@ -256,24 +258,34 @@ TEST(TensorParallelModelTest, InsideContextParallelismEqualsTheWholeModel) {
   const at::Tensor ref_loss = crossEntropySum(whole->forward(inputs), targets);
   ref_loss.backward();
   const NamedTensors ref_grads = gradientsOf(whole);
-  loom::test::runRanks(4, [&](int rank, dist::Communicator& comm) {
-    const int tp_rank = rank % 2, cp_rank = rank / 2;
-    const auto tp_comm = comm.split({2 * cp_rank, 2 * cp_rank + 1});
-    const auto cp_comm = comm.split({tp_rank, tp_rank + 2});
-    Llama model = shardModel(2, tp_rank);
-    parallel::TensorParallel tp(*tp_comm, {true, 1});
-    const at::Tensor index = at::tensor(parallel::zigzagIndices(kLength, 2, cp_rank), at::kLong);
-    const parallel::TokenLayout layout{index, at::zeros({index.size(0)}, at::kLong)};
-    const at::Tensor loss = crossEntropySum(model->forward(inputs.index_select(1, index), layout, *cp_comm, tp),
-                                            targets.index_select(1, index));
-    loss.backward();
-    at::Tensor total = loss.detach().to(at::kDouble).reshape({1});
-    cp_comm->allReduce(total, dist::ReduceOp::kSum)->wait();
-    EXPECT_NEAR(total.item<double>(), ref_loss.item<double>(), kTolerance * ref_loss.item<double>());
-    NamedTensors grads = gradientsOf(model);
-    for (auto& [name, g] : grads) cp_comm->allReduce(g, dist::ReduceOp::kSum)->wait();
-    expectNamedClose(gatherTensors(grads, *tp_comm), ref_grads, "rank " + std::to_string(rank));
-  });
+  for (const bool zigzag : {true, false}) {
+    const std::string label = zigzag ? "zigzag" : "contiguous";
+    loom::test::runRanks(4, [&](int rank, dist::Communicator& comm) {
+      const int tp_rank = rank % 2, cp_rank = rank / 2;
+      const auto tp_comm = comm.split({2 * cp_rank, 2 * cp_rank + 1});
+      const auto cp_comm = comm.split({tp_rank, tp_rank + 2});
+      Llama model = shardModel(2, tp_rank);
+      const at::Tensor index = zigzag ? at::tensor(parallel::zigzagIndices(kLength, 2, cp_rank), at::kLong)
+                                      : at::arange(cp_rank * kLength / 2, (cp_rank + 1) * kLength / 2, at::kLong);
+      const parallel::TokenLayout layout{index, at::zeros({index.size(0)}, at::kLong)};
+      int64_t jobs[2] = {0, 0};  // unsplit, split
+      for (const int64_t split_min : {int64_t{0}, int64_t{1}}) {
+        parallel::TensorParallel tp(*tp_comm, {true, split_min});
+        model->zero_grad();
+        const at::Tensor loss = crossEntropySum(model->forward(inputs.index_select(1, index), layout, *cp_comm, tp),
+                                                targets.index_select(1, index));
+        loss.backward();
+        jobs[split_min] = tp.stream().stats().jobs;
+        at::Tensor total = loss.detach().to(at::kDouble).reshape({1});
+        cp_comm->allReduce(total, dist::ReduceOp::kSum)->wait();
+        EXPECT_NEAR(total.item<double>(), ref_loss.item<double>(), kTolerance * ref_loss.item<double>()) << label;
+        NamedTensors grads = gradientsOf(model);
+        for (auto& [name, g] : grads) cp_comm->allReduce(g, dist::ReduceOp::kSum)->wait();
+        expectNamedClose(gatherTensors(grads, *tp_comm), ref_grads, label + ", rank " + std::to_string(rank));
+      }
+      EXPECT_EQ(jobs[1], zigzag ? 2 * jobs[0] : jobs[0]) << label;
+    });
+  }
 }
 
 }  // namespace

@@ -4,7 +4,8 @@
 // restricted to its tokens, within 1e-5 in float32, for cp in {2, 3, 4},
 // causal and not, MHA and GQA, zigzag and contiguous shares, packed documents
 // (some shorter than cp) and lengths that need padding; zigzag's per-step work
-// is equal on every rank.
+// is equal on every rank. Also the second halves of zigzag shares as queries
+// (tensor-parallel token splitting) and where a row may split.
 #include "parallel/ring_attention.h"
 
 #include "parallel/attention_block.h"
@@ -63,6 +64,31 @@ at::Tensor take(const at::Tensor& x, const std::vector<int64_t>& indices, int64_
   return at::stack(rows, 1);
 }
 
+// The layout of `share`: its positions, their documents, -1 past the sequence.
+TokenLayout layoutOf(const Case& c, const std::vector<int64_t>& share, const at::Tensor& docs) {
+  TokenLayout layout{at::tensor(share, at::kLong), at::full({static_cast<int64_t>(share.size())}, -1, at::kLong)};
+  for (size_t i = 0; i < share.size(); ++i) {
+    if (share[i] < c.length) layout.documents[static_cast<int64_t>(i)] = docs[share[i]];
+  }
+  return layout;
+}
+
+at::Tensor documentsOf(const Case& c) {
+  return c.documents.empty() ? at::zeros({c.length}, at::kLong) : documentIds(c);
+}
+
+// (rows of `share` that are real tokens, those tokens)
+std::pair<at::Tensor, at::Tensor> realRows(const std::vector<int64_t>& share, int64_t length) {
+  std::vector<int64_t> rows, tokens;
+  for (size_t i = 0; i < share.size(); ++i) {
+    if (share[i] < length) {
+      rows.push_back(static_cast<int64_t>(i));
+      tokens.push_back(share[i]);
+    }
+  }
+  return {at::tensor(rows, at::kLong), at::tensor(tokens, at::kLong)};
+}
+
 void runCase(const Case& c) {
   loom::test::runRanks(c.cp, [&](int rank, dist::Communicator& comm) {
     const at::Generator gen = at::detail::createCPUGenerator(1000 + c.length);
@@ -72,31 +98,19 @@ void runCase(const Case& c) {
     at::Tensor v = at::randn({2, c.length, c.kv_heads, c.head_dim}, gen, f64).requires_grad_(true);
     const at::Tensor dout = at::randn({2, c.length, c.heads, c.head_dim}, gen, f64);
     const at::Tensor positions = at::arange(c.length, at::kLong);
-    const at::Tensor docs = c.documents.empty() ? at::zeros({c.length}, at::kLong) : documentIds(c);
+    const at::Tensor docs = documentsOf(c);
     const at::Tensor ref = test::referenceAttention(q, k, v, attentionMask(positions, docs, positions, docs, c.causal));
     ref.backward(dout);
 
     const std::vector<int64_t> share = shareOf(c, rank);
-    std::vector<int64_t> real;  // positions of this rank's share that are not padding
-    std::vector<int64_t> local_rows;
-    for (size_t i = 0; i < share.size(); ++i) {
-      if (share[i] < c.length) {
-        real.push_back(share[i]);
-        local_rows.push_back(static_cast<int64_t>(i));
-      }
-    }
-    TokenLayout layout{at::tensor(share, at::kLong), at::full({static_cast<int64_t>(share.size())}, -1, at::kLong)};
-    for (size_t i = 0; i < share.size(); ++i) {
-      if (share[i] < c.length) layout.documents[static_cast<int64_t>(i)] = docs[share[i]];
-    }
+    const auto [rows, mine] = realRows(share, c.length);
+    const TokenLayout layout = layoutOf(c, share, docs);
     at::Tensor lq = take(q.detach(), share, c.length).to(at::kFloat).requires_grad_(true);
     at::Tensor lk = take(k.detach(), share, c.length).to(at::kFloat).requires_grad_(true);
     at::Tensor lv = take(v.detach(), share, c.length).to(at::kFloat).requires_grad_(true);
     const at::Tensor out = ringAttention(lq, lk, lv, layout, comm, RingAttentionOptions{c.causal});
     out.backward(take(dout, share, c.length).to(at::kFloat));
 
-    const at::Tensor rows = at::tensor(local_rows, at::kLong);
-    const at::Tensor mine = at::tensor(real, at::kLong);
     EXPECT_LE(test::maxAbsDiff(out.detach().index_select(1, rows), ref.detach().index_select(1, mine)), kTolerance)
         << c.name << " rank " << rank << " output";
     EXPECT_LE(test::maxAbsDiff(lq.grad().index_select(1, rows), q.grad().index_select(1, mine)), kTolerance)
@@ -143,6 +157,83 @@ TEST(RingAttentionTest, ZigzagBalancesCausalWorkExactly) {
       EXPECT_EQ(total, total0) << "cp " << cp << " rank " << rank;
     }
   }
+}
+
+// Token splitting under ring attention: the second half of every rank's zigzag
+// share as queries (ringAttention with a query layout) against every rank's
+// whole share as keys equals single-device attention's rows for those queries,
+// and its gradients equal the reference's with the upstream gradient on those
+// rows only (1e-5, float32 against float64).
+TEST(RingAttentionTest, SecondHalvesAgainstEveryRanksKeysEqualSingleDeviceAttention) {
+  const std::vector<Case> cases = {
+      {"cp2 causal GQA", 2, 32, 4, 2, 16, true, true, {}},
+      {"cp3 causal, documents 5+1+2+20+9", 3, 37, 4, 2, 16, true, true, {5, 1, 2, 20, 9}},
+      {"cp4 causal, length 37 padded to 40", 4, 37, 4, 2, 16, true, true, {}},
+  };
+  for (const Case& c : cases) {
+    loom::test::runRanks(c.cp, [&](int rank, dist::Communicator& comm) {
+      const at::Generator gen = at::detail::createCPUGenerator(2000 + c.length);
+      const auto f64 = at::TensorOptions().dtype(at::kDouble);
+      at::Tensor q = at::randn({2, c.length, c.heads, c.head_dim}, gen, f64).requires_grad_(true);
+      at::Tensor k = at::randn({2, c.length, c.kv_heads, c.head_dim}, gen, f64).requires_grad_(true);
+      at::Tensor v = at::randn({2, c.length, c.kv_heads, c.head_dim}, gen, f64).requires_grad_(true);
+      const at::Tensor dout = at::randn({2, c.length, c.heads, c.head_dim}, gen, f64);
+      const at::Tensor positions = at::arange(c.length, at::kLong);
+      const at::Tensor docs = documentsOf(c);
+      const int64_t half = static_cast<int64_t>(zigzagIndices(c.length, c.cp, 0).size()) / 2;
+      at::Tensor queried = at::zeros({1, c.length, 1, 1}, f64);  // rows some rank's second half holds
+      for (int r = 0; r < c.cp; ++r) {
+        const std::vector<int64_t> share = zigzagIndices(c.length, c.cp, r);
+        for (size_t j = static_cast<size_t>(half); j < share.size(); ++j) {
+          if (share[j] < c.length) queried[0][share[j]] = 1;
+        }
+      }
+      const at::Tensor ref =
+          test::referenceAttention(q, k, v, attentionMask(positions, docs, positions, docs, c.causal));
+      ref.backward(dout * queried);
+
+      const std::vector<int64_t> share = zigzagIndices(c.length, c.cp, rank);
+      const std::vector<int64_t> second(share.begin() + half, share.end());
+      const TokenLayout layout = layoutOf(c, share, docs);
+      const TokenLayout q_layout{layout.positions.narrow(0, half, layout.positions.numel() - half),
+                                 layout.documents.narrow(0, half, layout.documents.numel() - half)};
+      EXPECT_TRUE(leadingTokensArePrefix(layout, half, comm)) << c.name;
+      at::Tensor lq = take(q.detach(), second, c.length).to(at::kFloat).requires_grad_(true);
+      at::Tensor lk = take(k.detach(), share, c.length).to(at::kFloat).requires_grad_(true);
+      at::Tensor lv = take(v.detach(), share, c.length).to(at::kFloat).requires_grad_(true);
+      const at::Tensor out = ringAttention(lq, q_layout, lk, lv, layout, comm, RingAttentionOptions{c.causal});
+      out.backward(take(dout, second, c.length).to(at::kFloat));
+
+      const auto [q_rows, q_tokens] = realRows(second, c.length);
+      const auto [rows, tokens] = realRows(share, c.length);
+      EXPECT_LE(test::maxAbsDiff(out.detach().index_select(1, q_rows), ref.detach().index_select(1, q_tokens)),
+                kTolerance)
+          << c.name << " rank " << rank << " output";
+      EXPECT_LE(test::maxAbsDiff(lq.grad().index_select(1, q_rows), q.grad().index_select(1, q_tokens)), kTolerance)
+          << c.name << " rank " << rank << " dq";
+      EXPECT_LE(test::maxAbsDiff(lk.grad().index_select(1, rows), k.grad().index_select(1, tokens)), kTolerance)
+          << c.name << " rank " << rank << " dk";
+      EXPECT_LE(test::maxAbsDiff(lv.grad().index_select(1, rows), v.grad().index_select(1, tokens)), kTolerance)
+          << c.name << " rank " << rank << " dv";
+    });
+  }
+}
+
+// A row splits under ring attention only where every rank's leading tokens
+// are a causal prefix of their documents over all ranks.
+TEST(RingAttentionTest, LeadingTokensArePrefixOnlyWhereNoOtherTokenComesFirst) {
+  loom::test::runRanks(3, [](int rank, dist::Communicator& comm) {
+    const TokenLayout zigzag = zigzagLayout(36, 3, rank);  // chunks of 6
+    EXPECT_TRUE(leadingTokensArePrefix(zigzag, 6, comm));
+    EXPECT_FALSE(leadingTokensArePrefix(zigzag, 7, comm));  // rank 0's position 30 before rank 1's 24
+    EXPECT_TRUE(leadingTokensArePrefix(zigzag, 0, comm));
+    EXPECT_TRUE(leadingTokensArePrefix(zigzag, 12, comm));
+    const at::Tensor contiguous = at::arange(12 * rank, 12 * rank + 12, at::kLong);
+    EXPECT_FALSE(leadingTokensArePrefix({contiguous, at::zeros({12}, at::kLong)}, 6, comm));
+    // One document per rank: any split is a prefix of each.
+    EXPECT_TRUE(
+        leadingTokensArePrefix({at::arange(12, at::kLong), at::full({12}, 7 + 1000 * rank, at::kLong)}, 5, comm));
+  });
 }
 
 TEST(RingAttentionTest, UnequalSharesAreRejectedWithTheRanksNamed) {

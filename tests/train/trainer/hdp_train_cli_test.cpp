@@ -64,7 +64,8 @@ class HdpTrainCliTest : public ::testing::Test {
 // Four ranks as two tensor-parallel pairs: HDP and the static mesh plan over
 // the pairs (two positions of 64-token capacity hold the longest document)
 // and each pair runs its shards with ring attention between the pairs' same
-// positions; rows a rank runs alone split into token halves (from 32 tokens).
+// positions; every row splits into token halves (from 32 tokens), under ring
+// attention too.
 TEST_F(HdpTrainCliTest, TensorParallelPairsUnderHdpAndStaticMeshesEqualOneProcess) {
   const std::string single = dir_->file("single_for_tp");
   const CommandResult one = train(single, 1, "--set context.capacity=128");
