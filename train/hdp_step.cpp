@@ -12,8 +12,10 @@ namespace {
 void runRow(model::LlamaImpl& model, const at::Tensor& inputs, const at::Tensor& targets,
             const parallel::TokenLayout& layout, dist::Communicator& group, const StepOptions& step,
             HdpRankResult& result) {
+  const double exposed_before = step.tp != nullptr ? step.tp->stream().stats().exposed_ms : 0;
   const at::Tensor logits = step.tp != nullptr ? model.forward(inputs.unsqueeze(0), layout, group, *step.tp)
                                                : model.forward(inputs.unsqueeze(0), layout, group);
+  if (step.tp != nullptr) result.tp_exposed_forward_ms += step.tp->stream().stats().exposed_ms - exposed_before;
   const at::Tensor rows = targets.ge(0).nonzero().squeeze(1);
   const at::Tensor loss =
       model::crossEntropySum(logits.squeeze(0).index_select(0, rows), targets.index_select(0, rows));

@@ -29,6 +29,7 @@ struct HdpRankResult {
   int64_t forwards = 0;      ///< model forward passes run (0: idle this step)
   int64_t sequences = 0;     ///< sequences this rank leads (a group's first rank, or alone)
   double sequence_sum = 0;   ///< the sum of their indices (every sequence once over the pool)
+  double tp_exposed_forward_ms = 0;  ///< with tensor parallelism: time forwards waited for its stream
 };
 
 struct StepOptions {

@@ -35,7 +35,7 @@ std::string toJsonLine(const StepMetrics& m) {
   if (m.tp) {
     j["tp_comm_ms"] = m.tp->comm_ms;
     j["tp_exposed_ms"] = m.tp->exposed_ms;
-    if (m.tp->exposed_forward_ms) j["tp_exposed_forward_ms"] = *m.tp->exposed_forward_ms;
+    j["tp_exposed_forward_ms"] = m.tp->exposed_forward_ms;
   }
   if (m.val_loss) {
     j["val_loss"] = *m.val_loss;

@@ -41,12 +41,11 @@ struct StepMetrics {
   std::optional<Elastic> elastic;
   /// Tensor-parallel jobs (docs/tensor_parallel.md; included in comm_ms and
   /// exposed_comm_ms): the time their stream ran, the time compute waited for
-  /// them, and of that the forward passes' part (when forward and backward
-  /// run apart: not in document mode).
+  /// them, and of that the forward passes' part.
   struct TensorParallel {
     double comm_ms = 0;
     double exposed_ms = 0;
-    std::optional<double> exposed_forward_ms;
+    double exposed_forward_ms = 0;
   };
   std::optional<TensorParallel> tp;
 };

@@ -276,6 +276,7 @@ Trainer::StepResult Trainer::trainStep(double lr) {
     local_loss_sum = result.loss_sum;
     samples = result.sequences;
     sample_sum = result.sequence_sum;
+    tp_exposed_forward_ms = result.tp_exposed_forward_ms;
     reducer_->armForLastBackward();  // one reduction after every backward of the step
   } else {
     const std::vector<at::Tensor> micro_batches = loader_->nextStep();
@@ -325,8 +326,7 @@ Trainer::StepResult Trainer::trainStep(double lr) {
     const parallel::CommStreamStats tp_stats = tensor_parallel_->stream().stats();
     result.comm_ms += tp_stats.busy_ms;
     result.exposed_comm_ms += tp_stats.exposed_ms;
-    result.tp = StepMetrics::TensorParallel{tp_stats.busy_ms, tp_stats.exposed_ms, std::nullopt};
-    if (!documents_) result.tp->exposed_forward_ms = tp_exposed_forward_ms;
+    result.tp = StepMetrics::TensorParallel{tp_stats.busy_ms, tp_stats.exposed_ms, tp_exposed_forward_ms};
   }
   optimizer_->step(lr);
   faults_.at(FaultPhase::kOuter, step_ + 1);

@@ -82,6 +82,10 @@ TEST_F(HdpTrainCliTest, TensorParallelPairsUnderHdpAndStaticMeshesEqualOneProces
     bool bitwise = false;
     const double distance = distanceTo(out, single, &bitwise);
     EXPECT_LE(distance, kTolerance) << mode;
+    // The stream's exposed time, its forward part too, in document mode as well.
+    const nlohmann::json last = metricsOf(out).steps.back();
+    ASSERT_TRUE(last.contains("tp_exposed_forward_ms")) << last.dump();
+    EXPECT_LE(last["tp_exposed_forward_ms"].get<double>(), last["tp_exposed_ms"].get<double>()) << mode;
     std::cout << "[ hdp      ] " << mode << " over 2 tensor-parallel pairs vs 1 process: relative L2 " << distance
               << "\n";
   }
