@@ -7,7 +7,6 @@
 #include <ATen/ATen.h>
 #include <ATen/core/ivalue.h>
 #include <c10/core/GradMode.h>
-#include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 namespace loom::parallel {
@@ -125,10 +124,28 @@ c10::intrusive_ptr<SublayerEnd> endOf(AutogradContext* ctx) {
   return c10::static_intrusive_pointer_cast<SublayerEnd>(ctx->saved_data["end"].toCapsule());
 }
 
+/// The RMSNorm's gradients, w.r.t. its input r [rows, hidden] and gain w, for
+/// the output gradient g, in closed form and float32 (docs/kernels.md):
+///   rstd = rsqrt(mean(r^2) + eps), xhat = r rstd, gw = g w,
+///   dw = sum over rows of g xhat,  dr = rstd (gw - xhat mean(gw xhat)).
+/// Not through autograd: this runs on the stream's thread, and autograd runs
+/// CUDA nodes on its device thread, which may be the one waiting for this job.
+std::pair<at::Tensor, at::Tensor> rmsNormBackward(const at::Tensor& r, const at::Tensor& w, const at::Tensor& g,
+                                                  double eps) {
+  const at::Tensor x = r.to(at::kFloat), grad = g.to(at::kFloat), gain = w.to(at::kFloat);
+  const at::Tensor rstd = at::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  const at::Tensor xhat = x * rstd;
+  const at::Tensor gw = grad * gain;
+  const at::Tensor dr = rstd * (gw - xhat * (gw * xhat).mean(-1, /*keepdim=*/true));
+  const at::Tensor dw = (grad * xhat).sum(0);
+  return {dr.to(r.scalar_type()), dw.to(w.scalar_type())};
+}
+
 /// The backward of a sublayer end (on the stream): the gradient of `out`
 /// brought to the norm's tokens, the norm's backward there, and the partial
 /// input's gradient brought back to every token.
 void backwardJob(SublayerEnd& end, const at::Tensor& d_out, const at::Tensor& d_residual_out) {
+  c10::NoGradGuard no_grad;
   TensorParallel& tp = *end.tp;  // on its stream: collectives directly
   const bool sp = tp.options().sequence_parallel;
   const at::Tensor& r = end.residual_out;
@@ -141,16 +158,7 @@ void backwardJob(SublayerEnd& end, const at::Tensor& d_out, const at::Tensor& d_
     g = d_out.clone(at::MemoryFormat::Contiguous);
     if (!end.replicated_consumer) tp.group().allReduce(g, dist::ReduceOp::kSum)->wait();
   }
-  at::Tensor dr, dw;
-  {
-    c10::AutoGradMode enable(true);
-    const at::Tensor r_leaf = r.detach().requires_grad_(true);
-    const at::Tensor w_leaf = end.weight.detach().requires_grad_(true);
-    const variable_list grads =
-        torch::autograd::grad({kernels::rmsNorm(r_leaf, w_leaf, end.eps)}, {r_leaf, w_leaf}, {g.to(r.scalar_type())});
-    dr = grads[0];
-    dw = grads[1];
-  }
+  auto [dr, dw] = rmsNormBackward(r, end.weight, g, end.eps);
   dr = dr + d_residual_out;
   end.d_residual = dr;
   if (sp) {

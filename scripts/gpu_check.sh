@@ -50,12 +50,15 @@ step() {
   local limit=$((max < left ? max : left))
   echo "== $name (limit ${limit}s): $*"
   local t0=$SECONDS
-  timeout --kill-after=10 "$limit" "$@"
-  local rc=$?
+  timeout --kill-after=10 "$limit" "$@" 2>&1 | tee "$step_log"
+  local rc=${PIPESTATUS[0]}
   echo "== $name: exit $rc after $((SECONDS - t0))s"
   ((rc == 0)) || failures+=("$name (exit $rc$( ((rc == 124)) && echo ', timed out'))")
   return "$rc"
 }
+
+step_log="$(mktemp)"
+trap 'rm -f "$step_log"' EXIT
 
 finish() {
   echo "== gpu_check: $((SECONDS))s"
@@ -76,6 +79,8 @@ gpu_found=no
 if command -v nvidia-smi >/dev/null && nvidia-smi -L | tee /dev/stderr | grep -q '^GPU'; then gpu_found=yes; fi
 [ "$gpu_found" = yes ] || echo "== nvidia-smi finds no GPU: the build still runs, the GPU tests will skip"
 nvcc --version 2>&1 | tail -1 || true
+# A CUDA 13 runtime needs driver 580 or later; with an older one every test skips.
+nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv,noheader 2>/dev/null || true
 
 # ---- 1. what the build needs -------------------------------------------------------
 has_header() { printf '#include <%s>\n' "$1" | c++ -x c++ -fsyntax-only - >/dev/null 2>&1; }
@@ -100,6 +105,13 @@ if [ "$torch_choice" != system ] &&
   torch_root="$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')"
   python3 -c 'import torch; print("== PyTorch", torch.__version__, "CUDA", torch.version.cuda,
       "cxx11 abi", torch.compiled_with_cxx11_abi(), "GPUs", torch.cuda.device_count())'
+  # loom links Debian's protobuf, GoogleTest and CLI11, built with the C++11 ABI.
+  if ! python3 -c 'import sys, torch; sys.exit(0 if torch.compiled_with_cxx11_abi() else 1)'; then
+    echo "== this PyTorch uses the pre-C++11 ABI, which cannot link with Debian's libraries:"
+    echo "   the system libtorch is used and the torch-level CUDA checks are not run"
+    failures+=("PyTorch with the pre-C++11 ABI (torch-level CUDA checks not run)")
+    torch_prefix="" torch_root=""
+  fi
 elif [ "$torch_choice" = pytorch ]; then
   echo "gpu_check: LOOM_GPU_CHECK_TORCH=pytorch but python3 cannot import a CUDA build of torch"
   exit 2
@@ -171,7 +183,18 @@ build() {  # build TARGET...: the ones this configuration defines
 run() {  # run NAME MAX_SECONDS BINARY ARGS...: when the binary was built
   local name="$1" max="$2" binary="$build_dir/bin/$3"
   shift 3
-  if [ -x "$binary" ]; then step "$name" "$max" "$binary" "$@"; else echo "== $name: not built here"; fi
+  if [ ! -x "$binary" ]; then
+    echo "== $name: not built here"
+    # With a CUDA PyTorch every check must exist: a missing one is no pass.
+    [ -z "$torch_prefix" ] || failures+=("$name (not built)")
+    return
+  fi
+  step "$name" "$max" "$binary" "$@" || return
+  # On a GPU machine a test or benchmark that found no usable GPU verified nothing
+  # (tests that need more GPUs than the machine has may skip).
+  if [ "$gpu_found" = yes ] && grep -qE 'found 0|no usable CUDA device|"skipped"' "$step_log"; then
+    failures+=("$name (found no usable GPU on a machine with one: see its output)")
+  fi
 }
 
 build loom_parallel_cuda_tests loom_nccl_tests fused_norm_cuda_bench

@@ -20,9 +20,9 @@
 // Launchers enqueue NCCL calls and kernels on `stream` and return without
 // synchronising; every rank of `comm` must make the same call with the same
 // tokens/hidden/dtype. A non-blocking communicator is polled after each NCCL call
-// until the call is enqueued (ncclCommGetAsyncError), without a timeout: loom's
-// NcclCommunicator, which bounds every step by a timeout, goes through
-// parallel/fused_allreduce_norm.cpp instead. Errors throw c10::Error (CUDA, NCCL)
+// until the call is enqueued (ncclCommGetAsyncError), for up to 60 s (settleNccl);
+// the launched work itself is not waited for. loom's NcclCommunicator, which bounds
+// every operation by its timeout, goes through parallel/fused_allreduce_norm.cpp. Errors throw c10::Error (CUDA, NCCL)
 // or loom::InputError (arguments).
 #pragma once
 

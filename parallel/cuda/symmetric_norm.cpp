@@ -95,6 +95,11 @@ SymmetricNormWorkspace::SymmetricNormWorkspace(ncclComm_t comm, int64_t capacity
                    ") and hidden a multiple of 8 (got ", hidden, "); use the reduce-scatter path otherwise");
   LOOM_CHECK_INPUT(opts.max_ctas >= 1 && opts.max_ctas <= kMaxSymmetricCtas, "symmetric norm workspace: max_ctas ",
                    opts.max_ctas, " is outside 1..", kMaxSymmetricCtas);
+  int version = 0;
+  LOOM_NCCL_CHECK(ncclGetVersion(&version), nullptr, "symmetric norm workspace: the NCCL version");
+  LOOM_CHECK_INPUT(version >= 22800, "symmetric norm workspace: the NCCL loaded is ", version,
+                   " but the device API needs 2.28 (22800) or later; another libnccl.so.2 (PyTorch's?) was loaded "
+                   "first: put NCCL 2.28's lib directory first in LD_LIBRARY_PATH, or use the reduce-scatter path");
   LOOM_NCCL_CHECK(ncclCommCuDevice(comm, &device_), comm, "symmetric norm workspace: the communicator's device");
   int ranks = 0;
   LOOM_NCCL_CHECK(ncclCommCount(comm, &ranks), comm, "symmetric norm workspace: communicator size");
@@ -106,6 +111,11 @@ SymmetricNormWorkspace::SymmetricNormWorkspace(ncclComm_t comm, int64_t capacity
                     " bytes");
     settleNccl(ncclCommWindowRegister(comm, staging_, bytes, &window_, NCCL_WIN_COLL_SYMMETRIC), comm,
                "symmetric norm workspace: ncclCommWindowRegister");
+    // NCCL returns success and no window where symmetric memory is unsupported.
+    LOOM_CHECK_INPUT(window_ != nullptr,
+                     "symmetric norm workspace: NCCL registered no symmetric window (symmetric memory needs one node, "
+                     "direct peer-to-peer access between all GPUs and NCCL_CUMEM_ENABLE on); use the reduce-scatter "
+                     "path");
     ncclDevCommRequirements reqs = {};  // NCCL 2.28 has no initializer macro: all zero is "nothing"
     reqs.lsaBarrierCount = opts.max_ctas;
     reqs.lsaMultimem = multicast_;
@@ -129,6 +139,7 @@ void SymmetricNormWorkspace::release() noexcept {
   int previous = 0;
   cudaGetDevice(&previous);
   cudaSetDevice(device_);
+  cudaDeviceSynchronize();  // kernels launched on the caller's streams may still use the window
   if (dev_comm_created_) settleQuietly(ncclDevCommDestroy(comm_, &dev_comm_), comm_);
   if (window_ != nullptr) settleQuietly(ncclCommWindowDeregister(comm_, window_), comm_);
   if (staging_ != nullptr) ncclMemFree(staging_);
