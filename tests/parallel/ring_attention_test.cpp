@@ -89,7 +89,12 @@ std::pair<at::Tensor, at::Tensor> realRows(const std::vector<int64_t>& share, in
   return {at::tensor(rows, at::kLong), at::tensor(tokens, at::kLong)};
 }
 
-void runCase(const Case& c) {
+// Every rank's share of keys and values, and as queries either the whole share
+// or (second_halves: tensor-parallel token splitting) its second half, whose
+// queries then attend every rank's keys: the output and dQ equal the reference's
+// rows for those queries, dK and dV its gradients with the upstream gradient on
+// those rows only.
+void runCase(const Case& c, bool second_halves = false) {
   loom::test::runRanks(c.cp, [&](int rank, dist::Communicator& comm) {
     const at::Generator gen = at::detail::createCPUGenerator(1000 + c.length);
     const auto f64 = at::TensorOptions().dtype(at::kDouble);
@@ -99,25 +104,44 @@ void runCase(const Case& c) {
     const at::Tensor dout = at::randn({2, c.length, c.heads, c.head_dim}, gen, f64);
     const at::Tensor positions = at::arange(c.length, at::kLong);
     const at::Tensor docs = documentsOf(c);
+    // Where each rank's queries start in its share; the rows some rank queries.
+    const int64_t first = second_halves ? static_cast<int64_t>(shareOf(c, 0).size()) / 2 : 0;
+    at::Tensor queried = at::zeros({1, c.length, 1, 1}, f64);
+    for (int r = 0; r < c.cp; ++r) {
+      const std::vector<int64_t> share = shareOf(c, r);
+      for (size_t j = static_cast<size_t>(first); j < share.size(); ++j) {
+        if (share[j] < c.length) queried[0][share[j]] = 1;
+      }
+    }
     const at::Tensor ref = test::referenceAttention(q, k, v, attentionMask(positions, docs, positions, docs, c.causal));
-    ref.backward(dout);
+    ref.backward(dout * queried);
 
     const std::vector<int64_t> share = shareOf(c, rank);
-    const auto [rows, mine] = realRows(share, c.length);
+    const std::vector<int64_t> queries(share.begin() + first, share.end());
     const TokenLayout layout = layoutOf(c, share, docs);
-    at::Tensor lq = take(q.detach(), share, c.length).to(at::kFloat).requires_grad_(true);
+    const int64_t count = layout.positions.numel() - first;
+    const TokenLayout q_layout{layout.positions.narrow(0, first, count), layout.documents.narrow(0, first, count)};
+    if (second_halves) {
+      EXPECT_TRUE(leadingTokensArePrefix(layout, first, comm)) << c.name;
+    }
+    at::Tensor lq = take(q.detach(), queries, c.length).to(at::kFloat).requires_grad_(true);
     at::Tensor lk = take(k.detach(), share, c.length).to(at::kFloat).requires_grad_(true);
     at::Tensor lv = take(v.detach(), share, c.length).to(at::kFloat).requires_grad_(true);
-    const at::Tensor out = ringAttention(lq, lk, lv, layout, comm, RingAttentionOptions{c.causal});
-    out.backward(take(dout, share, c.length).to(at::kFloat));
+    const RingAttentionOptions opts{c.causal};
+    const at::Tensor out = second_halves ? ringAttention(lq, q_layout, lk, lv, layout, comm, opts)
+                                         : ringAttention(lq, lk, lv, layout, comm, opts);
+    out.backward(take(dout, queries, c.length).to(at::kFloat));
 
-    EXPECT_LE(test::maxAbsDiff(out.detach().index_select(1, rows), ref.detach().index_select(1, mine)), kTolerance)
+    const auto [q_rows, q_tokens] = realRows(queries, c.length);
+    const auto [rows, tokens] = realRows(share, c.length);
+    EXPECT_LE(test::maxAbsDiff(out.detach().index_select(1, q_rows), ref.detach().index_select(1, q_tokens)),
+              kTolerance)
         << c.name << " rank " << rank << " output";
-    EXPECT_LE(test::maxAbsDiff(lq.grad().index_select(1, rows), q.grad().index_select(1, mine)), kTolerance)
+    EXPECT_LE(test::maxAbsDiff(lq.grad().index_select(1, q_rows), q.grad().index_select(1, q_tokens)), kTolerance)
         << c.name << " rank " << rank << " dq";
-    EXPECT_LE(test::maxAbsDiff(lk.grad().index_select(1, rows), k.grad().index_select(1, mine)), kTolerance)
+    EXPECT_LE(test::maxAbsDiff(lk.grad().index_select(1, rows), k.grad().index_select(1, tokens)), kTolerance)
         << c.name << " rank " << rank << " dk";
-    EXPECT_LE(test::maxAbsDiff(lv.grad().index_select(1, rows), v.grad().index_select(1, mine)), kTolerance)
+    EXPECT_LE(test::maxAbsDiff(lv.grad().index_select(1, rows), v.grad().index_select(1, tokens)), kTolerance)
         << c.name << " rank " << rank << " dv";
   });
 }
@@ -170,53 +194,7 @@ TEST(RingAttentionTest, SecondHalvesAgainstEveryRanksKeysEqualSingleDeviceAttent
       {"cp3 causal, documents 5+1+2+20+9", 3, 37, 4, 2, 16, true, true, {5, 1, 2, 20, 9}},
       {"cp4 causal, length 37 padded to 40", 4, 37, 4, 2, 16, true, true, {}},
   };
-  for (const Case& c : cases) {
-    loom::test::runRanks(c.cp, [&](int rank, dist::Communicator& comm) {
-      const at::Generator gen = at::detail::createCPUGenerator(2000 + c.length);
-      const auto f64 = at::TensorOptions().dtype(at::kDouble);
-      at::Tensor q = at::randn({2, c.length, c.heads, c.head_dim}, gen, f64).requires_grad_(true);
-      at::Tensor k = at::randn({2, c.length, c.kv_heads, c.head_dim}, gen, f64).requires_grad_(true);
-      at::Tensor v = at::randn({2, c.length, c.kv_heads, c.head_dim}, gen, f64).requires_grad_(true);
-      const at::Tensor dout = at::randn({2, c.length, c.heads, c.head_dim}, gen, f64);
-      const at::Tensor positions = at::arange(c.length, at::kLong);
-      const at::Tensor docs = documentsOf(c);
-      const int64_t half = static_cast<int64_t>(zigzagIndices(c.length, c.cp, 0).size()) / 2;
-      at::Tensor queried = at::zeros({1, c.length, 1, 1}, f64);  // rows some rank's second half holds
-      for (int r = 0; r < c.cp; ++r) {
-        const std::vector<int64_t> share = zigzagIndices(c.length, c.cp, r);
-        for (size_t j = static_cast<size_t>(half); j < share.size(); ++j) {
-          if (share[j] < c.length) queried[0][share[j]] = 1;
-        }
-      }
-      const at::Tensor ref =
-          test::referenceAttention(q, k, v, attentionMask(positions, docs, positions, docs, c.causal));
-      ref.backward(dout * queried);
-
-      const std::vector<int64_t> share = zigzagIndices(c.length, c.cp, rank);
-      const std::vector<int64_t> second(share.begin() + half, share.end());
-      const TokenLayout layout = layoutOf(c, share, docs);
-      const TokenLayout q_layout{layout.positions.narrow(0, half, layout.positions.numel() - half),
-                                 layout.documents.narrow(0, half, layout.documents.numel() - half)};
-      EXPECT_TRUE(leadingTokensArePrefix(layout, half, comm)) << c.name;
-      at::Tensor lq = take(q.detach(), second, c.length).to(at::kFloat).requires_grad_(true);
-      at::Tensor lk = take(k.detach(), share, c.length).to(at::kFloat).requires_grad_(true);
-      at::Tensor lv = take(v.detach(), share, c.length).to(at::kFloat).requires_grad_(true);
-      const at::Tensor out = ringAttention(lq, q_layout, lk, lv, layout, comm, RingAttentionOptions{c.causal});
-      out.backward(take(dout, second, c.length).to(at::kFloat));
-
-      const auto [q_rows, q_tokens] = realRows(second, c.length);
-      const auto [rows, tokens] = realRows(share, c.length);
-      EXPECT_LE(test::maxAbsDiff(out.detach().index_select(1, q_rows), ref.detach().index_select(1, q_tokens)),
-                kTolerance)
-          << c.name << " rank " << rank << " output";
-      EXPECT_LE(test::maxAbsDiff(lq.grad().index_select(1, q_rows), q.grad().index_select(1, q_tokens)), kTolerance)
-          << c.name << " rank " << rank << " dq";
-      EXPECT_LE(test::maxAbsDiff(lk.grad().index_select(1, rows), k.grad().index_select(1, tokens)), kTolerance)
-          << c.name << " rank " << rank << " dk";
-      EXPECT_LE(test::maxAbsDiff(lv.grad().index_select(1, rows), v.grad().index_select(1, tokens)), kTolerance)
-          << c.name << " rank " << rank << " dv";
-    });
-  }
+  for (const Case& c : cases) runCase(c, /*second_halves=*/true);
 }
 
 // A row splits under ring attention only where every rank's leading tokens
