@@ -124,23 +124,6 @@ c10::intrusive_ptr<SublayerEnd> endOf(AutogradContext* ctx) {
   return c10::static_intrusive_pointer_cast<SublayerEnd>(ctx->saved_data["end"].toCapsule());
 }
 
-/// The RMSNorm's gradients, w.r.t. its input r [rows, hidden] and gain w, for
-/// the output gradient g, in closed form and float32 (docs/kernels.md):
-///   rstd = rsqrt(mean(r^2) + eps), xhat = r rstd, gw = g w,
-///   dw = sum over rows of g xhat,  dr = rstd (gw - xhat mean(gw xhat)).
-/// Not through autograd: this runs on the stream's thread, and autograd runs
-/// CUDA nodes on its device thread, which may be the one waiting for this job.
-std::pair<at::Tensor, at::Tensor> rmsNormBackward(const at::Tensor& r, const at::Tensor& w, const at::Tensor& g,
-                                                  double eps) {
-  const at::Tensor x = r.to(at::kFloat), grad = g.to(at::kFloat), gain = w.to(at::kFloat);
-  const at::Tensor rstd = at::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + eps);
-  const at::Tensor xhat = x * rstd;
-  const at::Tensor gw = grad * gain;
-  const at::Tensor dr = rstd * (gw - xhat * (gw * xhat).mean(-1, /*keepdim=*/true));
-  const at::Tensor dw = (grad * xhat).sum(0);
-  return {dr.to(r.scalar_type()), dw.to(w.scalar_type())};
-}
-
 /// The backward of a sublayer end (on the stream): the gradient of `out`
 /// brought to the norm's tokens, the norm's backward there, and the partial
 /// input's gradient brought back to every token.
@@ -158,8 +141,11 @@ void backwardJob(SublayerEnd& end, const at::Tensor& d_out, const at::Tensor& d_
     g = d_out.clone(at::MemoryFormat::Contiguous);
     if (!end.replicated_consumer) tp.group().allReduce(g, dist::ReduceOp::kSum)->wait();
   }
-  auto [dr, dw] = rmsNormBackward(r, end.weight, g, end.eps);
-  dr = dr + d_residual_out;
+  // The norm's backward by the kernels, not autograd: autograd runs CUDA nodes
+  // on its device thread, which may be the one waiting for this job.
+  const at::ScalarType dtype = r.scalar_type();
+  auto [dr, dw] = kernels::rmsNormBackward(g.to(dtype), d_residual_out.to(dtype), r, end.weight.to(dtype), end.eps);
+  dw = dw.to(end.weight.scalar_type());
   end.d_residual = dr;
   if (sp) {
     tp.group().allReduce(dw, dist::ReduceOp::kSum)->wait();  // each rank normed its own tokens

@@ -15,6 +15,7 @@ using torch::autograd::variable_list;
 
 constexpr const char* kRmsNorm = "loom::rms_norm";
 constexpr const char* kFusedAddRmsNorm = "loom::fused_add_rms_norm";
+constexpr const char* kRmsNormBackward = "loom::rms_norm_backward";
 
 void checkInputs(const char* op, const at::Tensor& x, const at::Tensor* residual, const at::Tensor& weight,
                  double eps) {
@@ -112,6 +113,24 @@ std::tuple<at::Tensor, at::Tensor> fusedAddRmsNorm(const at::Tensor& x, const at
   checkInputs(kFusedAddRmsNorm, x, &residual, weight, eps);
   variable_list outputs = FusedAddRmsNormFunction::apply(x, residual, weight, eps);
   return {outputs[0], outputs[1]};
+}
+
+std::tuple<at::Tensor, at::Tensor> rmsNormBackward(const at::Tensor& dy, const at::Tensor& dresidual,
+                                                   const at::Tensor& x, const at::Tensor& weight, double eps) {
+  checkInputs(kRmsNormBackward, x, nullptr, weight, eps);
+  for (const at::Tensor* g : {&dy, &dresidual}) {
+    if (g == &dresidual && !dresidual.defined()) continue;
+    TORCH_CHECK(g->defined() && g->sizes() == x.sizes() && g->scalar_type() == x.scalar_type() &&
+                    g->device() == x.device(),
+                kRmsNormBackward, ": gradients must match x (", x.sizes(), ", ", x.scalar_type(), ", ", x.device(),
+                ")");
+  }
+  const at::NoGradGuard no_grad;
+  const at::Tensor xc = x.contiguous(), wc = weight.contiguous();
+  const at::Tensor rstd = detail::runRmsNormForward(xc, at::Tensor(), wc, eps).rstd;
+  detail::RmsNormGradients g = detail::runRmsNormBackward(
+      dy.contiguous(), dresidual.defined() ? dresidual.contiguous() : at::Tensor(), xc, wc, rstd, true);
+  return {g.dx, g.dweight};
 }
 
 }  // namespace loom::kernels

@@ -32,4 +32,13 @@ at::Tensor rmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps);
 std::tuple<at::Tensor, at::Tensor> fusedAddRmsNorm(const at::Tensor& x, const at::Tensor& residual,
                                                    const at::Tensor& weight, double eps);
 
+/// The gradients of rmsNorm(x, weight, eps) for the output gradient dy, plus
+/// dresidual (undefined, or like dy) added to dx as fusedAddRmsNorm's
+/// residual_out gradient would be: (dx, dweight), by the same kernels, without
+/// autograd. For callers that run a norm's backward themselves, off the
+/// autograd engine's threads (tensor parallelism's communication stream).
+/// dy and dresidual must have x's shape, dtype and device.
+std::tuple<at::Tensor, at::Tensor> rmsNormBackward(const at::Tensor& dy, const at::Tensor& dresidual,
+                                                   const at::Tensor& x, const at::Tensor& weight, double eps);
+
 }  // namespace loom::kernels

@@ -88,6 +88,28 @@ TEST_P(RmsNormOpsTest, FusedOutputsAndAllGradientsMatchReference) {
   EXPECT_TRUE(gradClose(w.grad(), w_ref.grad(), rtol(), scales.dweight));
 }
 
+// rmsNormBackward (no autograd): the reference's gradients of rmsNorm(r) with
+// the output gradient dy, plus dres in dx (as the fused op's residual_out gradient).
+TEST_P(RmsNormOpsTest, BackwardWithoutAutogradMatchesReference) {
+  at::manual_seed(13);
+  const at::Tensor r = at::randn({7, 48}, options());
+  const at::Tensor w = 1 + 0.5 * at::randn({48}, options());
+  const at::Tensor dy = at::randn({7, 48}, options());
+  const at::Tensor dres = at::randn({7, 48}, options());
+  const auto [dx, dw] = rmsNormBackward(dy, dres, r, w, kEps);
+  const auto [dx_alone, dw_alone] = rmsNormBackward(dy, at::Tensor(), r, w, kEps);
+
+  at::Tensor r_ref = leafDouble(r);
+  at::Tensor w_ref = leafDouble(w);
+  (test::referenceRmsNorm(r_ref, w_ref, kEps) * dy.to(at::kDouble)).sum().backward();
+  const test::GradientScales scales = test::gradientScales(r_ref.detach(), w, dy, kEps);
+  EXPECT_TRUE(gradClose(dx, r_ref.grad() + dres.to(at::kDouble), rtol(), scales.dx));
+  EXPECT_TRUE(gradClose(dx_alone, r_ref.grad(), rtol(), scales.dx));
+  EXPECT_TRUE(gradClose(dw, w_ref.grad(), rtol(), scales.dweight));
+  EXPECT_TRUE(gradClose(dw_alone, w_ref.grad(), rtol(), scales.dweight));
+  EXPECT_THROW(rmsNormBackward(dy.narrow(0, 0, 3), at::Tensor(), r, w, kEps), c10::Error);
+}
+
 INSTANTIATE_TEST_SUITE_P(Dtypes, RmsNormOpsTest, ::testing::Values(at::kFloat, at::kDouble),
                          [](const ::testing::TestParamInfo<at::ScalarType>& info) {
                            return std::string(c10::toString(info.param));
