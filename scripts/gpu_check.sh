@@ -174,7 +174,13 @@ if [ -z "$torch_prefix" ] && ! configure "$build_dir" ""; then
 fi
 
 # ---- 3. build and run, cheapest first ---------------------------------------------
-has_target() { ninja -C "$build_dir" -t targets all 2>/dev/null | grep -q "^$1:"; }
+# The list is read whole first: `ninja ... | grep -q` fails under pipefail when grep
+# stops reading early (SIGPIPE), which silently dropped targets.
+has_target() {
+  local all
+  all="$(ninja -C "$build_dir" -t targets all 2>/dev/null)"
+  grep -q "^$1:" <<<"$all"
+}
 build() {  # build TARGET...: the ones this configuration defines
   local targets=()
   for t in "$@"; do has_target "$t" && targets+=("$t"); done
