@@ -204,6 +204,9 @@ run() {  # run NAME MAX_SECONDS BINARY ARGS...: when the binary was built
 }
 
 build loom_parallel_cuda_tests loom_nccl_tests fused_norm_cuda_bench
+# Which NCCL and CUDA runtimes the tests load (a PyTorch wheel may bring its own).
+[ -x "$build_dir/bin/loom_parallel_cuda_tests" ] &&
+  ldd "$build_dir/bin/loom_parallel_cuda_tests" | grep -E 'libnccl|libcudart|libtorch_cuda' | sed 's/^/== loads /'
 run "fused norm CUDA tests" 240 loom_parallel_cuda_tests
 run "NCCL communicator tests" 120 loom_nccl_tests
 run "fused norm bandwidth benchmark" 120 fused_norm_cuda_bench --reps 50
