@@ -58,8 +58,6 @@ class CommStream {
   /// Queues `job`; it runs after every job queued before it. A job that throws
   /// fails its own ticket only.
   CommTicket submit(std::function<void()> job);
-  /// Runs `job` on the stream and waits for it: a blocking collective in order.
-  void run(std::function<void()> job) { submit(std::move(job)).wait(); }
 
   CommStreamStats stats() const;
   void resetStats();

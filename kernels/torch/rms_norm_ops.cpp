@@ -118,13 +118,11 @@ std::tuple<at::Tensor, at::Tensor> fusedAddRmsNorm(const at::Tensor& x, const at
 std::tuple<at::Tensor, at::Tensor> rmsNormBackward(const at::Tensor& dy, const at::Tensor& dresidual,
                                                    const at::Tensor& x, const at::Tensor& weight, double eps) {
   checkInputs(kRmsNormBackward, x, nullptr, weight, eps);
-  for (const at::Tensor* g : {&dy, &dresidual}) {
-    if (g == &dresidual && !dresidual.defined()) continue;
-    TORCH_CHECK(g->defined() && g->sizes() == x.sizes() && g->scalar_type() == x.scalar_type() &&
-                    g->device() == x.device(),
-                kRmsNormBackward, ": gradients must match x (", x.sizes(), ", ", x.scalar_type(), ", ", x.device(),
-                ")");
-  }
+  const auto matches_x = [&](const at::Tensor& g) {
+    return g.sizes() == x.sizes() && g.scalar_type() == x.scalar_type() && g.device() == x.device();
+  };
+  TORCH_CHECK(dy.defined() && matches_x(dy) && (!dresidual.defined() || matches_x(dresidual)), kRmsNormBackward,
+              ": dy and dresidual must match x (", x.sizes(), ", ", x.scalar_type(), ", ", x.device(), ")");
   const at::NoGradGuard no_grad;
   const at::Tensor xc = x.contiguous(), wc = weight.contiguous();
   const at::Tensor rstd = detail::runRmsNormForward(xc, at::Tensor(), wc, eps).rstd;
