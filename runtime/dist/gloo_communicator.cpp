@@ -130,6 +130,13 @@ class GlooCommunicator final : public Communicator {
                  ". If the ranks run on several hosts, name the network interface they share "
                  "(LOOM_GLOO_IFNAME or GLOO_SOCKET_IFNAME)");
     }
+    // Gloo's connecting side is done once the kernel completes the handshake,
+    // before the listening peer has accepted; a rank that returned then and
+    // closed its sockets (a short body, a quick failure) would fail that
+    // peer's connect with "Connection closed by peer". So nobody returns
+    // before every rank is connected.
+    storeBarrier(*store_, "connected", rank, size, connect_timeout,
+                 "gloo communicator of " + std::to_string(size) + " (after connecting)");
     setProgressBoard(
         std::make_shared<ProgressBoard>(c10::make_intrusive<c10d::PrefixStore>("board", store_), rank, size));
   }

@@ -60,9 +60,9 @@ struct GlooOptions {
 
 /// Builds a Gloo communicator of `size` ranks over `store` (private to this
 /// communicator, e.g. a PrefixStore; every rank passes the same one). Blocks
-/// until all ranks have called it. Throws InputError for a bad interface or
-/// host name, PeerLostError naming the ranks that did not arrive within
-/// opts.connect_timeout (default opts.comm.timeout).
+/// until all ranks have called it and are connected to each other. Throws
+/// InputError for a bad interface or host name, PeerLostError naming the ranks
+/// that did not arrive within opts.connect_timeout (default opts.comm.timeout).
 std::unique_ptr<Communicator> makeGlooCommunicator(c10::intrusive_ptr<c10d::Store> store, int rank, int size,
                                                    const GlooOptions& opts = {});
 

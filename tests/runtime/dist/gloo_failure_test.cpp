@@ -6,6 +6,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <torch/csrc/distributed/c10d/HashStore.hpp>
+
 #include <future>
 #include <thread>
 
@@ -71,6 +73,59 @@ TEST(GlooSplitTest, BadRankListsAreInputErrors) {
     EXPECT_THROW(comm.split({0, 2}), InputError);
     EXPECT_THROW(comm.split({1 - rank}), InputError);  // not a member
   });
+}
+
+// A store whose get() of Gloo's address keys ("gloo/...") answers late: the
+// rank using it publishes its addresses, then waits before connecting to its peers.
+class SlowAddressStore final : public c10d::Store {
+ public:
+  SlowAddressStore(c10::intrusive_ptr<c10d::Store> inner, milliseconds delay)
+      : inner_(std::move(inner)), delay_(delay) {}
+  void set(const std::string& key, const std::vector<uint8_t>& value) override { inner_->set(key, value); }
+  std::vector<uint8_t> compareSet(const std::string& key, const std::vector<uint8_t>& expected,
+                                  const std::vector<uint8_t>& desired) override {
+    return inner_->compareSet(key, expected, desired);
+  }
+  std::vector<uint8_t> get(const std::string& key) override {
+    if (key.rfind("gloo/", 0) == 0) std::this_thread::sleep_for(delay_);
+    return inner_->get(key);
+  }
+  int64_t add(const std::string& key, int64_t value) override { return inner_->add(key, value); }
+  bool deleteKey(const std::string& key) override { return inner_->deleteKey(key); }
+  bool check(const std::vector<std::string>& keys) override { return inner_->check(keys); }
+  int64_t getNumKeys() override { return inner_->getNumKeys(); }
+  void wait(const std::vector<std::string>& keys) override { inner_->wait(keys); }
+  void wait(const std::vector<std::string>& keys, const milliseconds& timeout) override { inner_->wait(keys, timeout); }
+
+ private:
+  c10::intrusive_ptr<c10d::Store> inner_;
+  milliseconds delay_;
+};
+
+// Construction is collective: a rank whose connection the peer's listener has
+// not yet accepted must not return (and close its sockets) before that peer is
+// connected too, or the peer's construction fails with "Connection closed by
+// peer". Rank 0 connects 300 ms late; rank 1 destroys its communicator at once.
+TEST(GlooConnectTest, ARankThatLeavesRightAfterConstructionDoesNotFailItsPeers) {
+  auto store = c10::make_intrusive<c10d::HashStore>();
+  auto slow = c10::make_intrusive<SlowAddressStore>(store, milliseconds(300));
+  std::string rank0_error;
+  std::thread rank0([&] {
+    try {
+      auto comm = makeGlooCommunicator(slow, 0, 2, test::testGlooOptions());
+    } catch (const std::exception& e) {
+      rank0_error = errorMessage(e);
+    }
+  });
+  std::string rank1_error;
+  try {
+    auto comm = makeGlooCommunicator(store, 1, 2, test::testGlooOptions());
+  } catch (const std::exception& e) {
+    rank1_error = errorMessage(e);
+  }
+  rank0.join();
+  EXPECT_EQ(rank0_error, "");
+  EXPECT_EQ(rank1_error, "");
 }
 
 TEST(GlooFailureTest, TimeoutNamesOperationStepAndMissingRank) {
