@@ -1,6 +1,8 @@
-// The one place where loom's code differs between libtorch 1.13 (Debian) and 2.x
-// (PyTorch wheels). Everything else compiles unchanged against both; when a new
-// difference appears, hide it here rather than sprinkling version checks.
+// Where loom's code differs between libtorch 1.13 (Debian) and 2.x (PyTorch
+// wheels). Everything else compiles unchanged against both; when a new
+// difference appears, hide it here rather than sprinkling version checks. The
+// exception: runtime/dist/gloo_group.cpp picks c10d's AsyncWork constructor by
+// compile-time detection, as it changed in several 2.x releases.
 #pragma once
 
 #include <torch/version.h>

@@ -6,6 +6,11 @@
 #include <gloo/transport/unbound_buffer.h>
 #include <gloo/types.h>
 
+#include <chrono>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
 namespace loom::dist {
 namespace {
 
@@ -43,27 +48,37 @@ std::vector<std::vector<at::Tensor>> outputsOf(const at::Tensor& output) {
   return outputs;
 }
 
-class RingReduceScatterWork final : public c10d::ProcessGroupGloo::AsyncWork {
+// What the ring needs besides AsyncWork's own constructor arguments.
+struct RingArgs {
+  std::shared_ptr<gloo::Context> context;
+  at::Tensor input;
+  at::Tensor output;
+  ReduceOp op;
+  uint32_t tag;
+};
+
+// `Base` is c10d::ProcessGroupGloo::AsyncWork, a template parameter only so that
+// makeRingWork's branches for other libtorch releases are never instantiated.
+template <class Base>
+class RingReduceScatterWork final : public Base {
  public:
-  // AsyncWork's constructor takes (outputs) in 1.13 and (outputs, op type, seq)
-  // in libtorch 2.7; releases in between were not checked (no 2.x build here).
-  RingReduceScatterWork(std::shared_ptr<gloo::Context> context, at::Tensor input, at::Tensor output, ReduceOp op,
-                        uint32_t tag)
-#if LOOM_TORCH_VERSION_AT_LEAST(2, 0)
-      : AsyncWork(outputsOf(output), c10d::OpType::REDUCE_SCATTER, /*seq=*/0),
-#else
-      : AsyncWork(outputsOf(output)),
-#endif
-        context_(std::move(context)),
-        input_(std::move(input)),
-        output_(std::move(output)),
-        op_(op),
-        slot_(gloo::Slot::build(kReduceScatterSlotPrefix, tag)) {
-  }
+  template <class... BaseArgs>
+  explicit RingReduceScatterWork(RingArgs args, BaseArgs&&... base)
+      : Base(std::forward<BaseArgs>(base)...),
+        gloo_context_(std::move(args.context)),
+        input_(std::move(args.input)),
+        output_(std::move(args.output)),
+        op_(args.op),
+        slot_(gloo::Slot::build(kReduceScatterSlotPrefix, args.tag)) {}
+
+  // Pure virtual in AsyncWork from libtorch 2.8 (the flight recorder), absent
+  // before: no `override`, so that both compile.
+  const std::vector<at::Tensor> getInputTensors() { return {input_}; }
+  const std::vector<at::Tensor> getOutputTensors() { return {output_}; }
 
   void run() override {
-    const int n = context_->size;
-    const int rank = context_->rank;
+    const int n = gloo_context_->size;
+    const int rank = gloo_context_->rank;
     const int64_t m = output_.numel();
     const at::Tensor flat = input_.view({-1});
     auto chunk = [&](int index) { return flat.narrow(0, ((index % n) + n) % n * m, m); };
@@ -78,8 +93,8 @@ class RingReduceScatterWork final : public c10d::ProcessGroupGloo::AsyncWork {
     at::Tensor result = flat.narrow(0, rank * m, m);
     for (int s = 0; s + 1 < n; ++s) {
       at::Tensor& receiving = buffers[s % 2];
-      auto tx = context_->createUnboundBuffer(sending.data_ptr(), bytes);
-      auto rx = context_->createUnboundBuffer(receiving.data_ptr(), bytes);
+      auto tx = gloo_context_->createUnboundBuffer(sending.data_ptr(), bytes);
+      auto rx = gloo_context_->createUnboundBuffer(receiving.data_ptr(), bytes);
       rx->recv(left, slot_);
       tx->send(right, slot_);
       rx->waitRecv();
@@ -95,12 +110,50 @@ class RingReduceScatterWork final : public c10d::ProcessGroupGloo::AsyncWork {
   }
 
  private:
-  std::shared_ptr<gloo::Context> context_;
+  std::shared_ptr<gloo::Context> gloo_context_;
   at::Tensor input_;
   at::Tensor output_;
   ReduceOp op_;
   uint64_t slot_;
 };
+
+// AsyncWork made concrete with AsyncWork's own constructors, so that
+// std::is_constructible tells which constructor this libtorch has.
+template <class Base>
+struct ConstructorProbe final : Base {
+  using Base::Base;
+  void run() override {}
+  const std::vector<at::Tensor> getInputTensors() { return {}; }
+  const std::vector<at::Tensor> getOutputTensors() { return {}; }
+};
+
+// AsyncWork's constructor changed three times; the arguments are picked at
+// compile time instead of by version numbers, which were never all checked:
+//   1.13:        (outputs, ...)
+//   2.x .. 2.7:  (outputs, op type, seq, ...)
+//   2.8:         (context, outputs, op type, seq, ...)
+//   2.9 ..:      (context, outputs, op type, seq, timeout, ...)
+template <class Base>
+c10::intrusive_ptr<Base> makeRingWork(RingArgs args) {
+  using Probe = ConstructorProbe<Base>;
+  using Context = std::shared_ptr<gloo::Context>;
+  using Outputs = std::vector<std::vector<at::Tensor>>;
+  using Work = RingReduceScatterWork<Base>;
+  constexpr auto kType = c10d::OpType::REDUCE_SCATTER;
+  constexpr uint64_t kSeq = 0;
+  Context context = args.context;
+  Outputs outputs = outputsOf(args.output);
+  if constexpr (std::is_constructible_v<Probe, Context, Outputs, c10d::OpType, uint64_t, std::chrono::milliseconds>) {
+    const std::chrono::milliseconds timeout = context->getTimeout();
+    return c10::make_intrusive<Work>(std::move(args), context, std::move(outputs), kType, kSeq, timeout);
+  } else if constexpr (std::is_constructible_v<Probe, Context, Outputs, c10d::OpType, uint64_t>) {
+    return c10::make_intrusive<Work>(std::move(args), context, std::move(outputs), kType, kSeq);
+  } else if constexpr (std::is_constructible_v<Probe, Outputs, c10d::OpType, uint64_t>) {
+    return c10::make_intrusive<Work>(std::move(args), std::move(outputs), kType, kSeq);
+  } else {
+    return c10::make_intrusive<Work>(std::move(args), std::move(outputs));
+  }
+}
 
 }  // namespace
 
@@ -109,7 +162,7 @@ c10::intrusive_ptr<c10d::Work> GlooGroup::reduceScatterRing(const at::Tensor& in
   LOOM_CHECK(input.is_contiguous() && input.numel() == output.numel() * getSize(), "reduceScatterRing: input of ",
              input.numel(), " elements for ", getSize(), " x ", output.numel());
   const uint32_t tag = nextTag();
-  auto work = c10::make_intrusive<RingReduceScatterWork>(getContext(tag), input, output, op, tag);
+  auto work = makeRingWork<AsyncWork>({getContext(tag), input, output, op, tag});
   enqueue(work);
   return work;
 }

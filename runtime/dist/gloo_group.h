@@ -2,7 +2,6 @@
 // lacks: reduce-scatter (internal to runtime/dist; needs USE_C10D_GLOO).
 #pragma once
 
-#include "runtime/core/torch_compat.h"
 #include "runtime/dist/communicator.h"
 
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
