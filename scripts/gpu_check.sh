@@ -4,11 +4,15 @@
 # `timeout`. Prints everything. Exit status: 0 all passed on a GPU, 1 a step failed,
 # 2 the build cannot start (what is missing is named), 3 no GPU (all tests skipped).
 #
-#   1. Finds what the build needs: nvcc, cmake, ninja, NCCL >= 2.28 (nccl_device/),
+#   1. Finds what the build needs: nvcc, cmake, ninja, NCCL >= 2.28 (nccl_device/;
+#      $NCCL_HOME, /usr/local/cuda, else the NCCL of PyTorch's nvidia-nccl wheel),
 #      the Debian dev packages loom's CMake requires (protobuf, nlohmann-json,
-#      CLI11, GoogleTest, Gloo). Missing packages are installed with apt-get when it
-#      is there and works (root or sudo, a reachable mirror); otherwise the script
-#      stops and names what is missing.
+#      CLI11, GoogleTest, Gloo). Missing packages come, in this order, from
+#      .gpu-deps/ (scripts/fetch_gpu_deps.sh packs them on a Debian machine; they
+#      are unpacked into the build folder, never into /), then from apt-get when
+#      it is there and works (root or sudo, a reachable mirror); otherwise the
+#      script stops and names what is missing. A GPU machine that cannot fetch
+#      anything gets .gpu-deps/ with the working tree (the device tool's carry).
 #   2. Configures a separate build dir (default build-gpu, or $1): CUDA on, sm_90,
 #      tests and benchmarks on, MPI off. With a PyTorch that has CUDA
 #      (python3 -c 'import torch; print(torch.utils.cmake_prefix_path)'), against
@@ -126,7 +130,36 @@ if [ -n "$torch_root" ] && [ -f "$torch_root/include/gloo/context.h" ]; then
   gloo_args=(-DLOOM_GLOO_INCLUDE_DIR="$torch_root/include" -DLOOM_GLOO_LIBRARY="$torch_root/lib/libtorch_cpu.so")
 fi
 
+# Packages carried in .gpu-deps/: unpacked (dpkg-deb, else ar and tar) into one
+# folder that the compiler, protoc and CMake are pointed at.
+deps_root="$(realpath -m "$build_dir")-deps"
+deps_args=()
+unpack_carried_packages() {
+  compgen -G ".gpu-deps/*.deb" >/dev/null || return 1
+  echo "== unpacking $(ls .gpu-deps/*.deb | wc -l) carried packages into $deps_root"
+  rm -rf "$deps_root" && mkdir -p "$deps_root" || return 1
+  local deb scratch
+  for deb in .gpu-deps/*.deb; do
+    if command -v dpkg-deb >/dev/null; then
+      dpkg-deb -x "$deb" "$deps_root" || return 1
+    else
+      scratch="$(mktemp -d)"
+      (cd "$scratch" && ar x "$OLDPWD/$deb") && tar -xf "$scratch"/data.tar.* -C "$deps_root" || return 1
+      rm -rf "$scratch"
+    fi
+  done
+  local usr="$deps_root/usr" lib="$deps_root/usr/lib/x86_64-linux-gnu"
+  export PATH="$usr/bin:$PATH" CPATH="$usr/include${CPATH:+:$CPATH}"
+  export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  deps_args=(-DProtobuf_INCLUDE_DIR="$usr/include" -DProtobuf_LIBRARY="$lib/libprotobuf.so"
+    -DProtobuf_PROTOC_EXECUTABLE="$usr/bin/protoc" -DGTest_DIR="$lib/cmake/GTest"
+    -Dnlohmann_json_DIR="$usr/share/cmake/nlohmann_json" -DCLI11_DIR="$usr/share/cmake/CLI11")
+}
+
 read -r -a missing <<<"$(missing_packages)"
+if ((${#missing[@]} > 0)) && unpack_carried_packages; then
+  read -r -a missing <<<"$(missing_packages)"
+fi
 if ((${#missing[@]} > 0)); then
   echo "== missing: ${missing[*]}"
   sudo=()
@@ -144,10 +177,33 @@ if ((${#missing[@]} > 0)); then
   fi
 fi
 
+# NCCL: $NCCL_HOME; else, with PyTorch, the nvidia-nccl wheel its libtorch_cuda
+# loads (one libnccl.so.2 per process: loom must be built for that one; the
+# wheel's library is libnccl.so.2 only, so CMake is given the file); else
+# /usr/local/cuda.
+nccl_version_code() { sed -n 's/^#define NCCL_VERSION_CODE \([0-9]*\).*/\1/p' "$1/nccl.h" 2>/dev/null; }
 nccl_args=(-DLOOM_WITH_NCCL=ON)
 nccl_include="${NCCL_HOME:+$NCCL_HOME/include}"
+if [ -z "$nccl_include" ] && [ -n "$torch_root" ]; then
+  wheel_nccl="$(python3 -c 'import importlib.util as u; s = u.find_spec("nvidia.nccl"); print(list(s.submodule_search_locations)[0] if s else "")' 2>/dev/null)"
+  if [ -n "$wheel_nccl" ] && [ -f "$wheel_nccl/include/nccl.h" ]; then
+    nccl_include="$wheel_nccl/include"
+    nccl_library="$(ls "$wheel_nccl"/lib/libnccl.so* 2>/dev/null | head -1)"
+    echo "== NCCL of PyTorch's wheel: $nccl_include, $nccl_library"
+    nccl_args+=(-DLOOM_NCCL_LIBRARY="$nccl_library")
+    # A wheel without the device API's headers: the carried ones, when they are
+    # the same release as the library.
+    carried=.gpu-deps/nccl/include
+    if [ ! -d "$nccl_include/nccl_device" ] && [ -d "$carried/nccl_device" ] &&
+      [ "$(nccl_version_code "$carried")" = "$(nccl_version_code "$nccl_include")" ]; then
+      echo "== the wheel has no nccl_device/: using the carried headers of the same release ($PWD/$carried)"
+      nccl_include="$PWD/$carried"
+    fi
+  fi
+fi
 nccl_include="${nccl_include:-/usr/local/cuda/include}"
-nccl_code="$(sed -n 's/^#define NCCL_VERSION_CODE \([0-9]*\).*/\1/p' "$nccl_include/nccl.h" 2>/dev/null)"
+nccl_args+=(-DLOOM_NCCL_INCLUDE_DIR="$nccl_include")
+nccl_code="$(nccl_version_code "$nccl_include")"
 if [ -z "$nccl_code" ] || ((nccl_code < 22800)) || [ ! -d "$nccl_include/nccl_device" ]; then
   echo "== NCCL >= 2.28 with nccl_device/ not found in $nccl_include (NCCL_VERSION_CODE '${nccl_code}'):"
   echo "   building without NCCL; the fused all-reduce norm and NCCL checks are skipped (set NCCL_HOME)"
@@ -160,7 +216,7 @@ fi
 # ---- 2. configure ------------------------------------------------------------------
 configure() {  # configure DIR TORCH_PREFIX_OR_EMPTY
   local args=(-S . -B "$1" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLOOM_WITH_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90
-    -DLOOM_BUILD_TESTS=ON -DLOOM_BUILD_BENCHMARKS=ON -DLOOM_WITH_MPI=OFF "${nccl_args[@]}")
+    -DLOOM_BUILD_TESTS=ON -DLOOM_BUILD_BENCHMARKS=ON -DLOOM_WITH_MPI=OFF "${nccl_args[@]}" "${deps_args[@]}")
   [ -n "$2" ] && args+=(-DCMAKE_PREFIX_PATH="$2" "${gloo_args[@]}")
   step "configure $1" 120 cmake "${args[@]}"
 }
