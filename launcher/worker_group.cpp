@@ -46,8 +46,9 @@ bool WorkerGroup::pollStreams(std::chrono::milliseconds timeout, int extra_fd) {
   std::vector<pollfd> fds;
   std::vector<std::pair<UniqueFd*, WorkerOutput*>> streams;
   for (auto& w : workers_) {
-    for (auto [fd, output] :
-         {std::make_pair(&w.process->stdoutFd(), w.out.get()), std::make_pair(&w.process->stderrFd(), w.err.get())}) {
+    const std::pair<UniqueFd*, WorkerOutput*> pipes[] = {{&w.process->stdoutFd(), w.out.get()},
+                                                         {&w.process->stderrFd(), w.err.get()}};
+    for (auto [fd, output] : pipes) {
       if (!fd->valid()) continue;
       fds.push_back({fd->get(), POLLIN, 0});
       streams.emplace_back(fd, output);

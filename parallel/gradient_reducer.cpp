@@ -9,6 +9,7 @@
 #include <torch/csrc/autograd/variable.h>
 
 #include <algorithm>
+#include <type_traits>
 
 namespace loom::parallel {
 namespace {
@@ -23,6 +24,19 @@ double msBetween(Clock::time_point a, Clock::time_point b) {
 // bucket's rank-major buffer (bucket_plan.h).
 at::Tensor chunksView(const at::Tensor& buffer, const Bucket& bucket, const ParamSlot& slot) {
   return buffer.as_strided({bucket.shards, slot.chunk}, {bucket.segment, 1}, slot.offset);
+}
+
+// grad_accumulator() returns a std::shared_ptr<Node> up to some libtorch 2.x
+// and a c10::intrusive_ptr<Node> after; either becomes a shared_ptr that keeps
+// it alive (the tensor itself holds the accumulator only weakly).
+template <class NodePtr>
+std::shared_ptr<torch::autograd::Node> ownedNode(NodePtr node) {
+  if constexpr (std::is_same_v<NodePtr, std::shared_ptr<torch::autograd::Node>>) {
+    return node;
+  } else {
+    torch::autograd::Node* raw = node.get();
+    return std::shared_ptr<torch::autograd::Node>(raw, [owner = std::move(node)](torch::autograd::Node*) {});
+  }
 }
 
 }  // namespace
@@ -42,8 +56,7 @@ class GradientReducer::ReadyHook final : public torch::autograd::FunctionPostHoo
   int param_;
 };
 
-GradientReducer::GradientReducer(std::vector<at::Tensor> params, dist::Communicator& comm,
-                                 const ReducerOptions& opts)
+GradientReducer::GradientReducer(std::vector<at::Tensor> params, dist::Communicator& comm, const ReducerOptions& opts)
     : params_(std::move(params)), comm_(comm), opts_(opts) {
   std::vector<int64_t> numels;
   for (const at::Tensor& p : params_) {
@@ -66,7 +79,7 @@ GradientReducer::GradientReducer(std::vector<at::Tensor> params, dist::Communica
       const ParamSlot& slot = plan_.buckets[static_cast<size_t>(b)].slots[static_cast<size_t>(s)];
       p.mutable_grad() = buffers_[static_cast<size_t>(b)].narrow(0, slot.offset, slot.numel).view(p.sizes());
     }
-    accumulators_.push_back(torch::autograd::impl::grad_accumulator(p));
+    accumulators_.push_back(ownedNode(torch::autograd::impl::grad_accumulator(p)));
     hook_keys_.push_back(accumulators_.back()->add_post_hook(std::make_unique<ReadyHook>(this, static_cast<int>(i))));
   }
   pending_.resize(plan_.buckets.size());

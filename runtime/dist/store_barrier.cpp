@@ -25,7 +25,7 @@ std::vector<int> missingRanks(c10d::Store& store, const std::string& name, int s
 
 void storeBarrier(c10d::Store& store, const std::string& name, int rank, int size, std::chrono::milliseconds timeout,
                   const std::string& where) {
-  store.set(keyOf(name, rank), {'1'});
+  store.set(keyOf(name, rank), std::vector<uint8_t>{'1'});
   std::vector<std::string> keys;
   keys.reserve(size);
   for (int r = 0; r < size; ++r) keys.push_back(keyOf(name, r));
@@ -42,8 +42,8 @@ void storeBarrier(c10d::Store& store, const std::string& name, int rank, int siz
       pause = std::min(pause * 2, std::chrono::milliseconds(20));
     }
   } catch (const std::exception& lost) {
-    LOOM_THROW(PeerLostError, where, ": rank ", rank, " of ", size, " lost the store while waiting for the others: ",
-               errorMessage(lost));
+    LOOM_THROW(PeerLostError, where, ": rank ", rank, " of ", size,
+               " lost the store while waiting for the others: ", errorMessage(lost));
   }
   const std::vector<int> missing = missingRanks(store, name, size);
   if (missing.empty()) return;

@@ -113,7 +113,7 @@ TEST(MembershipTest, EachGenerationHasItsOwnKeys) {
   auto store = c10::make_intrusive<c10d::HashStore>();
   MembershipStore ms(store, "job");
   EXPECT_EQ(ms.generationPrefix(3), "job/gen/3");
-  ms.storeFor(1)->set("pg/0", {'x'});
+  ms.storeFor(1)->set("pg/0", std::vector<uint8_t>{'x'});
   EXPECT_TRUE(store->check({"job/gen/1/pg/0"}));
   EXPECT_FALSE(ms.storeFor(2)->check({"pg/0"}));
 }

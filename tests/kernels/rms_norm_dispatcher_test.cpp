@@ -66,7 +66,8 @@ TEST(RmsNormDispatcherTest, FusedThroughDispatcherEqualsDirectCall) {
 
 TEST(RmsNormDispatcherTest, SchemasDefaultEpsTo1e5) {
   for (const char* name : {"loom::rms_norm", "loom::fused_add_rms_norm"}) {
-    const c10::FunctionSchema& schema = c10::Dispatcher::singleton().findSchemaOrThrow(name, "").schema();
+    const c10::OperatorHandle op = c10::Dispatcher::singleton().findSchemaOrThrow(name, "");
+    const c10::FunctionSchema& schema = op.schema();
     const c10::Argument& eps = schema.arguments().back();
     EXPECT_EQ(eps.name(), "eps") << name;
     ASSERT_TRUE(eps.default_value().has_value()) << name;

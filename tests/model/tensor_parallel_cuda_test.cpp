@@ -92,7 +92,10 @@ class TensorParallelCudaTest : public testing::TestWithParam<std::tuple<int64_t,
 
 TEST_P(TensorParallelCudaTest, SplitRunsOnTheSideStreamAndEqualThePlainModel) {
   LOOM_REQUIRE_CUDA_DEVICES(1);
-  const auto [batch, length, sp] = GetParam();
+  // Plain locals: C++17 lets no lambda capture a structured binding.
+  const int64_t batch = std::get<0>(GetParam());
+  const int64_t length = std::get<1>(GetParam());
+  const bool sp = std::get<2>(GetParam());
   const bool tf32 = at::globalContext().allowTF32CuBLAS();
   at::globalContext().setAllowTF32CuBLAS(false);
   const at::Tensor tokens =

@@ -37,7 +37,8 @@ TEST(FusedNormTorchCudaTest, BothPathsOnCudaTensorsMatchTheReference) {
       at::Tensor want = residual.to(at::kDouble);
       for (int k = 0; k < ranks; ++k) want += partial(k, tokens, hidden, dtype).to(at::kDouble);
       const at::Tensor want_out = want * at::rsqrt(want.pow(2).mean(-1, true) + kEps) * weight.to(at::kDouble);
-      const auto [rtol, atol] = dtype == at::kFloat ? std::pair{1e-5, 1e-5} : std::pair{1.6e-2, 1e-2};
+      const double rtol = dtype == at::kFloat ? 1e-5 : 1.6e-2;
+      const double atol = dtype == at::kFloat ? 1e-5 : 1e-2;
       std::vector<at::Tensor> scattered_outs(ranks);
       std::mutex mutex;
       dist::test::runRanks(ranks, [&](int rank, c10::intrusive_ptr<c10d::Store> store) {

@@ -96,6 +96,8 @@ class SlowAddressStore final : public c10d::Store {
   int64_t getNumKeys() override { return inner_->getNumKeys(); }
   void wait(const std::vector<std::string>& keys) override { inner_->wait(keys); }
   void wait(const std::vector<std::string>& keys, const milliseconds& timeout) override { inner_->wait(keys, timeout); }
+  // Pure virtual in libtorch 2.x's Store, absent in 1.13: no `override`.
+  c10::intrusive_ptr<c10d::Store> clone() { return c10::make_intrusive<SlowAddressStore>(inner_, delay_); }
 
  private:
   c10::intrusive_ptr<c10d::Store> inner_;

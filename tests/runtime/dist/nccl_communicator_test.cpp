@@ -198,7 +198,7 @@ TEST(NcclCommunicatorTest, TimeoutNamesOperationStepAndTheRankThatDidNotArrive) 
         EXPECT_THAT(errorMessage(e), HasSubstr("nccl allReduce #2 (step 7, 1023 x Float) on rank 0 of 2 timed out "
                                                "after 2000 ms; ranks 1 did not arrive (last seen at #1)"));
       }
-      store->set("rank 0 timed out", {1});
+      store->set("rank 0 timed out", std::vector<uint8_t>{1});
     } else {
       store->wait({"rank 0 timed out"});
     }
@@ -223,7 +223,7 @@ TEST(NcclCommunicatorTest, AbortFailsAPendingReceiveAtOnce) {
         EXPECT_THAT(errorMessage(e), HasSubstr("aborted"));
       }
       EXPECT_THROW(comm->allReduce(incoming, ReduceOp::kSum)->wait(), PeerLostError);
-      store->set("rank 0 aborted", {1});
+      store->set("rank 0 aborted", std::vector<uint8_t>{1});
     } else {
       store->wait({"rank 0 aborted"});
       comm->abort();
