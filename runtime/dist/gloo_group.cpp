@@ -71,7 +71,7 @@ class RingReduceScatterWork final : public Base {
         op_(args.op),
         slot_(gloo::Slot::build(kReduceScatterSlotPrefix, args.tag)) {}
 
-  // Pure virtual in AsyncWork from libtorch 2.8 (the flight recorder), absent
+  // Pure virtual in recent AsyncWork (Gloo's flight recorder, about 2.8), absent
   // before: no `override`, so that both compile.
   const std::vector<at::Tensor> getInputTensors() { return {input_}; }
   const std::vector<at::Tensor> getOutputTensors() { return {output_}; }
@@ -128,7 +128,8 @@ struct ConstructorProbe final : Base {
 };
 
 // AsyncWork's constructor changed three times; the arguments are picked at
-// compile time instead of by version numbers, which were never all checked:
+// compile time instead of by version numbers (those below come from the
+// changes' dates; 1.13, 2.6 and 2.14 headers were compiled against):
 //   1.13:        (outputs, ...)
 //   2.x .. 2.7:  (outputs, op type, seq, ...)
 //   2.8:         (context, outputs, op type, seq, ...)
