@@ -1,8 +1,10 @@
 // Where loom's code differs between libtorch 1.13 (Debian) and 2.x (PyTorch
 // wheels). Everything else compiles unchanged against both; when a new
-// difference appears, hide it here rather than sprinkling version checks. The
-// exception: runtime/dist/gloo_group.cpp picks c10d's AsyncWork constructor by
-// compile-time detection, as it changed in several 2.x releases.
+// difference appears, hide it here rather than sprinkling version checks. Two
+// adaptations live next to their single use, by compile-time detection rather
+// than version numbers: c10d's AsyncWork constructor (runtime/dist/gloo_group.cpp)
+// and grad_accumulator()'s pointer type (parallel/gradient_reducer.cpp).
+// scripts/check_torch2_headers.sh compiles everything against 2.6 and 2.14.
 #pragma once
 
 #include <torch/version.h>
