@@ -2,6 +2,7 @@
 
 #include "launcher/store_ops.h"
 #include "runtime/core/error.h"
+#include "runtime/dist/tcp_store.h"
 
 #include <unistd.h>
 #include <nlohmann/json.hpp>
@@ -154,7 +155,7 @@ LaunchStore openLaunchStore(const LaunchOptions& opts, const LaunchLog& log) {
                                                            std::chrono::seconds(1));
   c10::intrusive_ptr<c10d::TCPStore> tcp_store;
   try {
-    tcp_store = c10::make_intrusive<c10d::TCPStore>(endpoint.host, store_opts);
+    tcp_store = dist::makeTcpStore(endpoint.host, store_opts);
   } catch (const std::exception& e) {
     if (opts.hostsStore()) {
       LOOM_THROW(InputError, "cannot host the rendezvous store on port ", endpoint.port, " (--rdzv-endpoint ",

@@ -2,6 +2,7 @@
 
 #include "runtime/core/error.h"
 #include "runtime/dist/store_barrier.h"
+#include "runtime/dist/tcp_store.h"
 
 #include <torch/csrc/distributed/c10d/HashStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -56,7 +57,7 @@ c10::intrusive_ptr<c10d::TCPStore> hostStore(const std::string& host, int port, 
   opts.waitWorkers = false;  // storeBarrier() waits, and names who is missing
   opts.timeout = storeTimeout(timeout);
   try {
-    return c10::make_intrusive<c10d::TCPStore>(host, opts);
+    return makeTcpStore(host, opts);
   } catch (const std::exception& e) {
     const std::string message = errorMessage(e);
     if (message.find("Address already in use") != std::string::npos) {
@@ -77,7 +78,7 @@ c10::intrusive_ptr<c10d::TCPStore> joinStore(const std::string& host, int port, 
   opts.waitWorkers = false;
   opts.timeout = storeTimeout(timeout);
   try {
-    return c10::make_intrusive<c10d::TCPStore>(host, opts);
+    return makeTcpStore(host, opts);
   } catch (const std::exception& e) {
     LOOM_THROW(InputError, "rendezvous: could not reach the store at ", endpoint(host, port), " within ",
                timeout.count(), " ms: ", errorMessage(e), " ", kEndpointHint);

@@ -24,11 +24,19 @@ const char* kRecordEnv =
     "env | grep -E '^(RANK|LOCAL_RANK|WORLD_SIZE|LOCAL_WORLD_SIZE|GROUP_RANK|GROUP_WORLD_SIZE|MASTER_ADDR|"
     "MASTER_PORT)=' | sort > \"$DIR/env_$RANK\"\n";
 
-// Each rank publishes a value in the launcher-hosted store and reads everyone's.
+// Each rank publishes a value in the launcher-hosted store and reads everyone's. A
+// PyTorch 2.x built without libuv (Debian's) refuses its default store backend.
 const char* kStoreExchange = R"(import datetime, os, sys
 import torch.distributed as dist
-store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
-                      timeout=datetime.timedelta(seconds=60))
+def connect(**backend):
+    return dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+                         timeout=datetime.timedelta(seconds=60), **backend)
+try:
+    store = connect()
+except RuntimeError as e:
+    if "libuv" not in str(e):
+        raise
+    store = connect(use_libuv=False)
 rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
 store.set("exchange/%d" % rank, "from %d" % rank)
 store.wait(["exchange/%d" % r for r in range(world)])

@@ -3,11 +3,11 @@
 #include "runtime/dist/mpi_communicator.h"
 #include "runtime/core/error.h"
 #include "runtime/dist/mpi_bootstrap.h"
+#include "runtime/dist/tcp_store.h"
 #include "tests/runtime/dist/mpi_test_util.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <numeric>
 
@@ -32,7 +32,7 @@ c10::intrusive_ptr<c10d::Store> storeAtBootstrapEndpoint(int rank, int size) {
   opts.numWorkers = size;
   opts.waitWorkers = false;
   opts.timeout = kTestTimeout;
-  return c10::make_intrusive<c10d::TCPStore>(endpoint.substr(0, colon), opts);
+  return makeTcpStore(endpoint.substr(0, colon), opts);
 }
 
 TEST(MpiCommunicatorTest, SplitIntoHalvesGivesIndependentCommunicators) {
