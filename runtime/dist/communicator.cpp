@@ -8,6 +8,17 @@
 namespace loom::dist {
 namespace {
 
+// Backends get a new TensorImpl over the caller's memory, never the caller's own
+// (detach(): the same storage, no autograd). Backend threads (Gloo's run loops,
+// the MPI executor, point-to-point waiters) drop their references once a work
+// completes and can be the last holder; releasing a tensor that Python owns
+// needs the GIL on that thread, which deadlocks against a Python thread that
+// holds the GIL while it destroys the communicator and so joins those threads
+// (seen with libtorch 2.x).
+at::Tensor handOff(const at::Tensor& caller) {
+  return caller.detach();
+}
+
 int64_t bytesOf(const at::Tensor& t) { return t.numel() * static_cast<int64_t>(t.element_size()); }
 
 std::string describePayload(const at::Tensor& t) {
@@ -103,7 +114,8 @@ std::unique_ptr<Work> Communicator::finish(std::unique_ptr<BackendWork> work, Op
 
 std::unique_ptr<Work> Communicator::allReduce(at::Tensor& tensor, ReduceOp op, const OpOptions& opts) {
   LOOM_COLLECTIVE_RECORD("allReduce", &tensor, opts);
-  auto work = doAllReduce(tensor, op);
+  at::Tensor handed = handOff(tensor);
+  auto work = doAllReduce(handed, op);
   const int64_t n = size();
   const int64_t volume = 2 * (n - 1) * bytesOf(tensor) / n;
   count(volume, volume);
@@ -113,7 +125,8 @@ std::unique_ptr<Work> Communicator::allReduce(at::Tensor& tensor, ReduceOp op, c
 std::unique_ptr<Work> Communicator::broadcast(at::Tensor& tensor, int root, const OpOptions& opts) {
   LOOM_CHECK_INPUT(root >= 0 && root < size(), "broadcast root ", root, " is outside a world of size ", size());
   LOOM_COLLECTIVE_RECORD("broadcast", &tensor, opts);
-  auto work = doBroadcast(tensor, root);
+  at::Tensor handed = handOff(tensor);
+  auto work = doBroadcast(handed, root);
   if (size() > 1) count(rank() == root ? bytesOf(tensor) : 0, rank() == root ? 0 : bytesOf(tensor));
   return finish(std::move(work), std::move(record));
 }
@@ -124,7 +137,8 @@ std::unique_ptr<Work> Communicator::allGather(const at::Tensor& input, at::Tenso
                    "allGather: output must be contiguous ", input.scalar_type(), " with ", size(), " x ",
                    input.numel(), " elements, got ", output.numel(), " x ", output.scalar_type());
   LOOM_COLLECTIVE_RECORD("allGather", &input, opts);
-  auto work = doAllGather(input, output);
+  at::Tensor handed_output = handOff(output);
+  auto work = doAllGather(handOff(input), handed_output);
   const int64_t volume = (size() - 1) * bytesOf(input);
   count(volume, volume);
   return finish(std::move(work), std::move(record));
@@ -137,7 +151,8 @@ std::unique_ptr<Work> Communicator::reduceScatter(const at::Tensor& input, at::T
                    "reduceScatter: input must be contiguous ", output.scalar_type(), " with ", size(), " x ",
                    output.numel(), " elements, got ", input.numel(), " x ", input.scalar_type());
   LOOM_COLLECTIVE_RECORD("reduceScatter", &input, opts);
-  auto work = doReduceScatter(input, output, op);
+  at::Tensor handed_output = handOff(output);
+  auto work = doReduceScatter(handOff(input), handed_output, op);
   const int64_t volume = (size() - 1) * bytesOf(output);
   count(volume, volume);
   return finish(std::move(work), std::move(record));
@@ -155,7 +170,7 @@ std::unique_ptr<Work> Communicator::send(const at::Tensor& tensor, int dst, int 
                    size());
   OpRecord record = begin("send", &tensor, opts);
   record.name += " to rank " + std::to_string(dst) + " tag " + std::to_string(tag);
-  auto work = doSend(tensor, dst, tag);
+  auto work = doSend(handOff(tensor), dst, tag);
   count(bytesOf(tensor), 0);
   return finish(std::move(work), std::move(record));
 }
@@ -165,7 +180,8 @@ std::unique_ptr<Work> Communicator::recv(at::Tensor& tensor, int src, int tag, c
                    size());
   OpRecord record = begin("recv", &tensor, opts);
   record.name += " from rank " + std::to_string(src) + " tag " + std::to_string(tag);
-  auto work = doRecv(tensor, src, tag);
+  at::Tensor handed = handOff(tensor);
+  auto work = doRecv(handed, src, tag);
   count(0, bytesOf(tensor));
   return finish(std::move(work), std::move(record));
 }

@@ -70,22 +70,12 @@ void checkReducible(const at::Tensor& t, const char* op) {
   }
 }
 
-// Gloo moves only the types it can reduce; any dtype travels as one of those
-// of its width (a move copies bytes, so float16 carries any 2-byte pattern).
-at::Tensor asBits(const at::Tensor& contiguous) {
-  switch (contiguous.element_size()) {
-    case 1:
-      return contiguous.view(at::kByte);
-    case 2:
-      return contiguous.view(at::kHalf);
-    case 4:
-      return contiguous.view(at::kInt);
-    case 8:
-      return contiguous.view(at::kLong);
-    default:
-      LOOM_THROW(InputError, "gloo cannot move ", contiguous.scalar_type(), " tensors (", contiguous.element_size(),
-                 "-byte elements)");
-  }
+// Gloo's broadcast and allgather dispatch on dtype, and which dtypes a build
+// takes varies (libtorch 2.x with a Gloo built without torch dtypes, Debian's,
+// takes neither float16 nor bfloat16); every build takes bytes, and a move only
+// copies them. Flat, so that a 0-dim tensor can change its element size too.
+at::Tensor asBytes(const at::Tensor& contiguous) {
+  return contiguous.view({-1}).view(at::kByte);
 }
 
 void divideBy(at::Tensor& t, int n) {
@@ -182,8 +172,10 @@ class GlooCommunicator final : public Communicator {
   std::unique_ptr<BackendWork> doAllReduce(at::Tensor& tensor, ReduceOp op) override {
     checkReducible(tensor, "allReduce");
     if (auto refused = refuse(tensor)) return refused;
-    // 1.13's Gloo reduces no bfloat16: reduce a float32 copy.
-    at::Tensor wire = tensor.scalar_type() == at::kBFloat16 ? tensor.to(at::kFloat) : tensor.contiguous();
+    // Reduce 16-bit floats as a float32 copy: 1.13's Gloo reduces no bfloat16, 2.x's
+    // without torch dtypes (Debian's) no float16 either; and float32 sums lose less.
+    const bool half = tensor.scalar_type() == at::kBFloat16 || tensor.scalar_type() == at::kHalf;
+    at::Tensor wire = half ? tensor.to(at::kFloat) : tensor.contiguous();
     const bool staged = !wire.is_same(tensor);
     c10d::AllreduceOptions gloo_opts;
     gloo_opts.reduceOp = toGloo(op);
@@ -203,7 +195,7 @@ class GlooCommunicator final : public Communicator {
     checkCpu(tensor, "broadcast");
     if (auto refused = refuse(tensor)) return refused;
     at::Tensor wire = tensor.contiguous();
-    std::vector<at::Tensor> tensors{asBits(wire)};
+    std::vector<at::Tensor> tensors{asBytes(wire)};
     c10d::BroadcastOptions gloo_opts;
     gloo_opts.rootRank = root;
     auto work = issue([&] { return group_->broadcast(tensors, gloo_opts); });
@@ -214,9 +206,9 @@ class GlooCommunicator final : public Communicator {
     checkCpu(input, "allGather");
     checkCpu(output, "allGather");
     if (auto refused = refuse(input)) return refused;
-    const int64_t n = input.numel();
-    std::vector<at::Tensor> inputs{asBits(input.contiguous()).view({-1})};
-    const at::Tensor flat_output = asBits(output).view({-1});
+    std::vector<at::Tensor> inputs{asBytes(input.contiguous())};
+    const int64_t n = inputs[0].numel();
+    const at::Tensor flat_output = asBytes(output);
     std::vector<std::vector<at::Tensor>> outputs(1);
     for (int r = 0; r < size_; ++r) outputs[0].push_back(flat_output.narrow(0, r * n, n));
     auto work = issue([&] { return group_->allgather(outputs, inputs); });

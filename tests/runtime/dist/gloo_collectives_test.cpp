@@ -1,4 +1,4 @@
-// Every collective of the Gloo communicator for world sizes 1..4, five dtypes
+// Every collective of the Gloo communicator for world sizes 1..4, six dtypes
 // and sizes 0..100003, against a reference computed with plain libtorch from
 // all ranks' inputs (every rank can build every rank's input: rank r holds
 // r + 1 + i at element i).
@@ -8,19 +8,21 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <thread>
 #include <vector>
 
 namespace loom::dist {
 namespace {
 
-const std::vector<at::ScalarType> kDtypes = {at::kFloat, at::kDouble, at::kLong, at::kInt, at::kBFloat16};
+const std::vector<at::ScalarType> kDtypes = {at::kFloat, at::kDouble, at::kLong, at::kInt, at::kBFloat16, at::kHalf};
 const std::vector<int64_t> kCounts = {0, 1, 7, 1023, 100003};
 const std::vector<ReduceOp> kOps = {ReduceOp::kSum, ReduceOp::kAvg, ReduceOp::kMax, ReduceOp::kMin};
 
-// Rank r's contribution: r + 1 + i, kept small for bfloat16 so that its sums stay exact integers.
+// Rank r's contribution: r + 1 + i, kept small for 16-bit floats so that their sums stay exact integers.
 at::Tensor contribution(int rank, int64_t count, at::ScalarType dtype, int64_t offset = 0) {
   at::Tensor i = at::arange(offset, offset + count, at::kLong);
-  if (dtype == at::kBFloat16) i = i.remainder(16);
+  if (dtype == at::kBFloat16 || dtype == at::kHalf) i = i.remainder(16);
   return (i + (rank + 1)).to(dtype);
 }
 
@@ -44,12 +46,14 @@ at::Tensor reference(int world_size, int64_t count, at::ScalarType dtype, Reduce
   return {};
 }
 
-// Exact, except bfloat16 averages: rounded once from float32 here and from float64 in the reference.
+// Exact, except 16-bit float averages: rounded once from float32 here and from float64 in the reference
+// (float16 has 3 more mantissa bits than bfloat16).
 void expectMatches(const at::Tensor& actual, const at::Tensor& expected, const std::string& what) {
   ASSERT_EQ(actual.scalar_type(), expected.scalar_type()) << what;
   ASSERT_EQ(actual.sizes(), expected.sizes()) << what;
-  if (actual.scalar_type() == at::kBFloat16) {
-    EXPECT_TRUE(at::allclose(actual.to(at::kDouble), expected.to(at::kDouble), /*rtol=*/1.0 / 128, /*atol=*/0)) << what;
+  if (actual.scalar_type() == at::kBFloat16 || actual.scalar_type() == at::kHalf) {
+    const double rtol = actual.scalar_type() == at::kBFloat16 ? 1.0 / 128 : 1.0 / 1024;
+    EXPECT_TRUE(at::allclose(actual.to(at::kDouble), expected.to(at::kDouble), rtol, /*atol=*/0)) << what;
   } else {
     EXPECT_TRUE(at::equal(actual, expected)) << what;
   }
@@ -157,6 +161,29 @@ TEST(GlooCollectivesTest, MovesDtypesItCannotReduce) {
     comm.broadcast(nan_bits, 0)->wait();
     EXPECT_TRUE(at::equal(nan_bits, at::full({3}, 0x7e01, at::kShort)));
     EXPECT_THROW(comm.allReduce(flags, ReduceOp::kMax), InputError);
+  });
+}
+
+// Backends hold their own TensorImpl over the caller's memory, never the caller's:
+// their threads may drop it last, and releasing a tensor Python owns there needs
+// the GIL (a deadlock at communicator destruction from Python, libtorch 2.x).
+TEST(GlooCollectivesTest, InFlightOperationsDoNotHoldTheCallersTensor) {
+  test::runRanks(2, [](int rank, Communicator& comm) {
+    at::Tensor t = at::full({64}, static_cast<float>(rank + 1));
+    const at::Tensor piece = at::full({64}, static_cast<float>(rank));
+    at::Tensor gathered = at::empty({128});
+    if (rank == 1) std::this_thread::sleep_for(std::chrono::milliseconds(200));  // rank 0's ops stay in flight
+    auto reduce = comm.allReduce(t, ReduceOp::kSum);
+    auto gather = comm.allGather(piece, gathered);
+    if (rank == 0) {
+      EXPECT_EQ(t.use_count(), 1);
+      EXPECT_EQ(piece.use_count(), 1);
+      EXPECT_EQ(gathered.use_count(), 1);
+    }
+    reduce->wait();
+    gather->wait();
+    EXPECT_TRUE(at::equal(t, at::full({64}, 3.0f)));
+    EXPECT_TRUE(at::equal(gathered, at::cat({at::zeros({64}), at::ones({64})})));
   });
 }
 
