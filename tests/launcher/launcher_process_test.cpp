@@ -11,6 +11,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <thread>
@@ -52,6 +53,18 @@ class LauncherProcessTest : public ::testing::Test {
   }
 
   bool exists(const std::string& name) const { return std::filesystem::exists(file(name)); }
+
+  /// Waits until every file in `names` exists; false, instead of a hang, when
+  /// the launcher exits first or after kPatience.
+  bool awaitFiles(BackgroundProcess& launcher, std::initializer_list<const char*> names) const {
+    const auto deadline = std::chrono::steady_clock::now() + kPatience;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (std::all_of(names.begin(), names.end(), [&](const char* name) { return exists(name); })) return true;
+      if (launcher.wait(std::chrono::milliseconds(0)).has_value()) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
 
   loom::test::TempDir dir_;
 };
@@ -207,7 +220,7 @@ TEST_F(LauncherProcessTest, ErrorFileWrittenByTheWorkerAppearsInTheSummary) {
 TEST_F(LauncherProcessTest, SigtermToTheLauncherReachesTheWorkers) {
   BackgroundProcess launcher(launch("--nproc-per-node 2", kWaitForTerm), file("log"));
   ASSERT_TRUE(waitForText(file("log"), "started 2 worker(s)"));
-  while (!exists("ready_0") || !exists("ready_1")) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(awaitFiles(launcher, {"ready_0", "ready_1"})) << readTextFile(file("log"));
   launcher.signal(SIGTERM);
   const auto code = launcher.wait();
   ASSERT_TRUE(code.has_value());
@@ -221,7 +234,7 @@ TEST_F(LauncherProcessTest, SigintExitsWith130WhenWorkersDoNotExitCleanly) {
   BackgroundProcess launcher(
       launch("--nproc-per-node 2", "trap 'exit 5' TERM\ntouch \"$DIR/ready_$RANK\"\nwhile :; do sleep 0.05; done\n"),
       file("log"));
-  while (!exists("ready_0") || !exists("ready_1")) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(awaitFiles(launcher, {"ready_0", "ready_1"})) << readTextFile(file("log"));
   launcher.signal(SIGINT);
   const auto code = launcher.wait();
   ASSERT_TRUE(code.has_value());
@@ -233,7 +246,7 @@ TEST_F(LauncherProcessTest, WorkerIgnoringSigtermIsKilledAfterTheGracePeriod) {
                                     "trap '' TERM\necho $$ > \"$DIR/pid\"\ntouch \"$DIR/ready_$RANK\"\n"
                                     "while :; do sleep 0.05; done\n"),
                              file("log"));
-  while (!exists("ready_0")) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(awaitFiles(launcher, {"ready_0"})) << readTextFile(file("log"));
   const pid_t worker = std::stoi(readTextFile(file("pid")));
   launcher.signal(SIGTERM);
   const auto code = launcher.wait();
@@ -253,7 +266,7 @@ TEST_F(LauncherProcessTest, WorkersDoNotOutliveAKilledLauncher) {
              "echo $$ > \"$DIR/pid_$RANK.tmp\"; mv \"$DIR/pid_$RANK.tmp\" \"$DIR/pid_$RANK\"\n"
              "while :; do sleep 0.05; done\n"),
       file("log"));
-  while (!exists("pid_0") || !exists("pid_1")) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(awaitFiles(launcher, {"pid_0", "pid_1"})) << readTextFile(file("log"));
   const pid_t worker0 = std::stoi(readTextFile(file("pid_0")));
   const pid_t worker1 = std::stoi(readTextFile(file("pid_1")));
   launcher.signal(SIGKILL);

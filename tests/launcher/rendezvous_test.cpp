@@ -42,7 +42,11 @@ std::future<Membership> joinAsync(c10d::Store& store, LaunchOptions opts) {
 
 // Waits until the node with `node_rank` registered, so tests do not race its thread.
 void awaitRegistration(c10d::Store& store, int node_rank) {
-  while (!store.check({"node/" + std::to_string(node_rank)})) std::this_thread::sleep_for(1ms);
+  const auto deadline = std::chrono::steady_clock::now() + 60s;  // a guard against a hang, not a timing check
+  while (!store.check({"node/" + std::to_string(node_rank)})) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "node " << node_rank << " never registered";
+    std::this_thread::sleep_for(1ms);
+  }
 }
 
 using loom::test::errorOf;

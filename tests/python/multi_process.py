@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import torch
 
@@ -35,7 +36,19 @@ def run_workers(script, world, out_dir, timeout=120):
                    LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=port, OMP_NUM_THREADS="1")
         procs.append(subprocess.Popen([sys.executable, script, "--worker", outputs[rank]], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    logs = [proc.communicate(timeout=timeout)[0] for proc in procs]
+    deadline = time.monotonic() + timeout
+    logs = []
+    try:
+        for proc in procs:
+            logs.append(proc.communicate(timeout=max(0.0, deadline - time.monotonic()))[0])
+    except subprocess.TimeoutExpired:
+        # Name the ranks still running and show what every rank printed.
+        hung = [rank for rank, proc in enumerate(procs) if proc.poll() is None]
+        for proc in procs:
+            proc.kill()
+        logs = [proc.communicate()[0] for proc in procs]
+        report = "\n".join(f"--- rank {rank} (exit {proc.returncode}):\n{logs[rank]}" for rank, proc in enumerate(procs))
+        raise AssertionError(f"ranks {hung} still running after {timeout} s; killed them\n{report}") from None
     for rank, proc in enumerate(procs):
         if proc.returncode != 0:
             raise AssertionError(f"rank {rank} exited with {proc.returncode}:\n{logs[rank]}")
