@@ -180,7 +180,6 @@ class GlooCommunicator final : public Communicator {
     c10d::AllreduceOptions gloo_opts;
     gloo_opts.reduceOp = toGloo(op);
     std::vector<at::Tensor> tensors{wire};
-    auto work = issue([&] { return group_->allreduce(tensors, gloo_opts); });
     std::function<void()> finalize;
     if (op == ReduceOp::kAvg || staged) {
       finalize = [tensor, wire, staged, op, n = size_]() mutable {
@@ -188,7 +187,7 @@ class GlooCommunicator final : public Communicator {
         if (staged) tensor.copy_(wire);
       };
     }
-    return GlooWork::ofCollective(signals_, std::move(work), std::move(finalize));
+    return collective([&] { return group_->allreduce(tensors, gloo_opts); }, std::move(finalize));
   }
 
   std::unique_ptr<BackendWork> doBroadcast(at::Tensor& tensor, int root) override {
@@ -198,8 +197,7 @@ class GlooCommunicator final : public Communicator {
     std::vector<at::Tensor> tensors{asBytes(wire)};
     c10d::BroadcastOptions gloo_opts;
     gloo_opts.rootRank = root;
-    auto work = issue([&] { return group_->broadcast(tensors, gloo_opts); });
-    return GlooWork::ofCollective(signals_, std::move(work), copyBack(tensor, wire));
+    return collective([&] { return group_->broadcast(tensors, gloo_opts); }, copyBack(tensor, wire));
   }
 
   std::unique_ptr<BackendWork> doAllGather(const at::Tensor& input, at::Tensor& output) override {
@@ -211,16 +209,14 @@ class GlooCommunicator final : public Communicator {
     const at::Tensor flat_output = asBytes(output);
     std::vector<std::vector<at::Tensor>> outputs(1);
     for (int r = 0; r < size_; ++r) outputs[0].push_back(flat_output.narrow(0, r * n, n));
-    auto work = issue([&] { return group_->allgather(outputs, inputs); });
-    return GlooWork::ofCollective(signals_, std::move(work), nullptr);
+    return collective([&] { return group_->allgather(outputs, inputs); });
   }
 
   std::unique_ptr<BackendWork> doReduceScatter(const at::Tensor& input, at::Tensor& output, ReduceOp op) override {
     checkReducible(input, "reduceScatter");
     checkCpu(output, "reduceScatter");
     if (auto refused = refuse(output)) return refused;
-    auto work = issue([&] { return group_->reduceScatterRing(input, output, op); });
-    return GlooWork::ofCollective(signals_, std::move(work), nullptr);
+    return collective([&] { return group_->reduceScatterRing(input, output, op); });
   }
 
   std::unique_ptr<BackendWork> doSend(const at::Tensor& tensor, int dst, int tag) override {
@@ -228,8 +224,7 @@ class GlooCommunicator final : public Communicator {
     LOOM_CHECK_INPUT(tag >= 0, "gloo send: tag ", tag, " must be >= 0");
     if (auto refused = refuse(tensor)) return refused;
     std::vector<at::Tensor> tensors{tensor.contiguous()};
-    auto work = issue([&] { return group_->send(tensors, dst, tag); });
-    return p2p_.watch(signals_, std::move(work), nullptr);
+    return pointToPoint([&] { return group_->send(tensors, dst, tag); });
   }
 
   std::unique_ptr<BackendWork> doRecv(at::Tensor& tensor, int src, int tag) override {
@@ -238,14 +233,12 @@ class GlooCommunicator final : public Communicator {
     if (auto refused = refuse(tensor)) return refused;
     at::Tensor wire = tensor.is_contiguous() ? tensor : at::empty_like(tensor, at::MemoryFormat::Contiguous);
     std::vector<at::Tensor> tensors{wire};
-    auto work = issue([&] { return group_->recv(tensors, src, tag); });
-    return p2p_.watch(signals_, std::move(work), copyBack(tensor, wire));
+    return pointToPoint([&] { return group_->recv(tensors, src, tag); }, copyBack(tensor, wire));
   }
 
   std::unique_ptr<BackendWork> doBarrier() override {
     if (signals_->aborted()) return GlooWork::settled(signals_, abortedError());
-    auto work = issue([&] { return group_->barrier(); });
-    return GlooWork::ofCollective(signals_, std::move(work), nullptr);
+    return collective([&] { return group_->barrier(); });
   }
 
  private:
@@ -257,11 +250,34 @@ class GlooCommunicator final : public Communicator {
     return nullptr;
   }
 
-  /// c10d's issue path (its tag counter) is not thread-safe.
+  /// Issues a c10d operation and hands it to `track`. c10d's issue path (its tag
+  /// counter) is not thread-safe. Gloo posts sends and receives in this thread,
+  /// where a connection already broken by a lost peer throws at once: that
+  /// becomes a failed work, so wait() reports it as a peer loss like any other.
+  template <typename Issue, typename Track>
+  std::unique_ptr<BackendWork> issue(const Issue& call, const Track& track) {
+    c10::intrusive_ptr<c10d::Work> work;
+    try {
+      std::lock_guard<std::mutex> lock(issue_mutex_);
+      work = call();
+    } catch (const std::exception&) {
+      return GlooWork::settled(signals_, std::current_exception());
+    }
+    return track(std::move(work));
+  }
+
   template <typename Issue>
-  c10::intrusive_ptr<c10d::Work> issue(const Issue& call) {
-    std::lock_guard<std::mutex> lock(issue_mutex_);
-    return call();
+  std::unique_ptr<BackendWork> collective(const Issue& call, std::function<void()> finalize = nullptr) {
+    return issue(call, [&](c10::intrusive_ptr<c10d::Work> work) {
+      return GlooWork::ofCollective(signals_, std::move(work), std::move(finalize));
+    });
+  }
+
+  template <typename Issue>
+  std::unique_ptr<BackendWork> pointToPoint(const Issue& call, std::function<void()> finalize = nullptr) {
+    return issue(call, [&](c10::intrusive_ptr<c10d::Work> work) {
+      return p2p_.watch(signals_, std::move(work), std::move(finalize));
+    });
   }
 
   static std::function<void()> copyBack(const at::Tensor& user, const at::Tensor& wire) {

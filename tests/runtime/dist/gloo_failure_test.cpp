@@ -197,6 +197,26 @@ TEST(GlooFailureTest, APeerThatLeavesFailsTheOperationBeforeItsTimeout) {
   });
 }
 
+// Gloo posts sends and receives in the caller's thread, where a connection
+// already broken by a lost peer throws at once; that must be a peer loss reported
+// by wait(), like any other failure, not a raw transport error from send().
+TEST(GlooFailureTest, AnOperationIssuedOnABrokenConnectionFailsAsAPeerLoss) {
+  test::runRanks(2, [](int rank, Communicator& comm) {
+    comm.barrier();
+    if (rank == 1) return;  // its communicator closes its connections
+    at::Tensor t = at::ones({1 << 16});
+    peerLostMessage([&] { comm.allReduce(t, ReduceOp::kSum, {std::chrono::seconds(20)})->wait(); });
+    for (int tag = 0; tag < 2; ++tag) {
+      std::unique_ptr<Work> send;
+      std::unique_ptr<Work> recv;
+      ASSERT_NO_THROW(send = comm.send(t, 1, tag));
+      ASSERT_NO_THROW(recv = comm.recv(t, 1, tag));
+      EXPECT_THAT(peerLostMessage([&] { send->wait(); }), HasSubstr("gloo send to rank 1 tag " + std::to_string(tag)));
+      EXPECT_THAT(peerLostMessage([&] { recv->wait(); }), HasSubstr("gloo recv from rank 1 tag " + std::to_string(tag)));
+    }
+  });
+}
+
 TEST(GlooFailureTest, RunRanksRethrowsTheFirstFailureWithItsRank) {
   try {
     test::runRanks(3, [](int rank, Communicator& comm) {
