@@ -83,12 +83,9 @@ int waitForStorePort(const std::string& path, std::chrono::milliseconds timeout)
     if (std::regex_search(content, match, listening)) return std::stoi(match[1]);
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
   throw std::runtime_error("no 'rendezvous store listening on' line in " + path + " after " +
                            std::to_string(std::chrono::duration_cast<std::chrono::seconds>(timeout).count()) +
-                           " s; it holds:\n" + text.str());
+                           " s; it holds:\n" + loom::test::readTextFile(path));
 }
 
 void writeScript(const std::string& path, const std::string& body) {
