@@ -34,12 +34,19 @@ class DeviceScope {
 bool multicastSupported(int device) {
   int major = 0;
   LOOM_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  if (major < 9) {
+    return false;
+  }
   void* entry = nullptr;
   cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
-  if (major < 9 ||
-      cudaGetDriverEntryPointByVersion("cuDeviceGetAttribute", &entry, 12000, cudaEnableDefault, &found) !=
-          cudaSuccess ||
-      found != cudaDriverEntryPointSuccess || entry == nullptr) {
+  // CUDA 12.5 added the versioned query and CUDA 13 removed the unversioned one.
+#if CUDART_VERSION >= 12050
+  const cudaError_t queried =
+      cudaGetDriverEntryPointByVersion("cuDeviceGetAttribute", &entry, 12000, cudaEnableDefault, &found);
+#else
+  const cudaError_t queried = cudaGetDriverEntryPoint("cuDeviceGetAttribute", &entry, cudaEnableDefault, &found);
+#endif
+  if (queried != cudaSuccess || found != cudaDriverEntryPointSuccess || entry == nullptr) {
     return false;
   }
   using GetAttribute = CUresult (*)(int*, CUdevice_attribute, CUdevice);
