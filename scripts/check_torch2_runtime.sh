@@ -45,74 +45,30 @@ CXX_PKG="${LOOM_CHROOT_CXX:-g++-14}"
 CC_CMD="${CXX_PKG/g++/gcc}"
 
 die() { echo "check_torch2_runtime: setup failed: $*" >&2; exit 2; }
+# shellcheck source=scripts/debian_chroot.sh
+source "$REPO/scripts/debian_chroot.sh"
 
 [[ $EUID -eq 0 ]] || die "needs root (debootstrap, chroot and bind mounts)"
 mkdir -p "$WORK" || die "cannot create $WORK"
 WORK="$(cd "$WORK" && pwd)"
 ROOT="$WORK/$SUITE-root"
 LOG="$WORK/$SUITE-runtime.log"
+: >"$LOG"
 
-if ! command -v debootstrap >/dev/null; then
-  echo "== installing debootstrap into / (apt-get)"
-  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap; } >"$LOG" 2>&1 ||
-    die "apt-get install debootstrap failed; see $LOG"
-fi
+chroot_bootstrap "$SUITE" "$MIRROR" main
+chroot_mount
 
-if [[ ! -f "$ROOT/.bootstrapped" ]]; then
-  echo "== debootstrap $SUITE into $ROOT"
-  rm -rf "$ROOT"
-  debootstrap --variant=minbase --include=ca-certificates "$SUITE" "$ROOT" "$MIRROR" >"$LOG" 2>&1 ||
-    die "debootstrap $SUITE failed; see $LOG"
-  # Mirrors and snapshots may serve a Release file past its Valid-Until date.
-  echo 'Acquire::Check-Valid-Until "false";' >"$ROOT/etc/apt/apt.conf.d/99loom-no-valid-until"
-  touch "$ROOT/.bootstrapped"
-fi
-cp /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null
-
-mounted=()
-unmount_all() {
-  local i
-  for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount -l "${mounted[i]}" 2>/dev/null; done
-}
-trap unmount_all EXIT
-# The root itself as a mount point, so that tests can remount / inside it
-# (ip netns exec runs `mount --make-rslave /`).
-if ! mountpoint -q "$ROOT"; then
-  mount --bind "$ROOT" "$ROOT" || die "cannot bind-mount $ROOT onto itself"
-  mounted+=("$ROOT")
-fi
-for d in proc sys dev dev/pts; do
-  mkdir -p "$ROOT/$d"
-  if ! mountpoint -q "$ROOT/$d"; then
-    mount --bind "/$d" "$ROOT/$d" || die "cannot bind-mount /$d into $ROOT"
-    mounted+=("$ROOT/$d")
-  fi
-done
-in_root() { chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"; }
-
-# The packages of scripts/install_deps.sh, read from it so the two lists cannot drift;
-# clang's runtime is versioned there, so clang comes without it (its tests skip).
-mapfile -t packages < <(sed -n '/^packages=(/,/^)/p' "$REPO/scripts/install_deps.sh" |
-  sed '1d;$d' | tr ' ' '\n' | grep -v '^libclang-rt-' | grep -v '^$')
+# clang's runtime is versioned in install_deps.sh, so clang comes without it (its tests skip).
+mapfile -t packages < <(install_deps_packages "$REPO" | grep -v '^libclang-rt-')
 ((${#packages[@]} > 10)) || die "could not read the package list from scripts/install_deps.sh"
-packages+=("$CXX_PKG" python3-dev)
-echo "== apt-get install in $SUITE: ${#packages[@]} packages"
-in_root bash -c "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(printf '%q ' "${packages[@]}")" \
-  >>"$LOG" 2>&1 || die "apt-get install in the $SUITE root failed; see $LOG"
+chroot_apt_install "${packages[@]}" "$CXX_PKG" python3-dev
 
 echo "== versions"
 in_root bash -c "$CXX_PKG --version | head -1; cmake --version | head -1; \
   python3 -c 'import torch; print(\"torch\", torch.__version__)'; \
   dpkg-query -W -f='\${Package} \${Version}\n' libtorch-dev libprotobuf-dev libopenmpi-dev libgtest-dev"
 
-echo "== fetching HEAD ($(git -C "$REPO" rev-parse --short HEAD)) into $ROOT/work/loom"
-if [[ ! -d "$ROOT/work/loom/.git" ]]; then
-  git clone -q "$REPO" "$ROOT/work/loom" || die "git clone into $ROOT failed"
-fi
-# The clone is this script's own: local edits there are discarded (the build folder is ignored, so kept).
-git -C "$ROOT/work/loom" fetch -q "$REPO" HEAD && git -C "$ROOT/work/loom" checkout -q --force --detach FETCH_HEAD &&
-  git -C "$ROOT/work/loom" clean -fdq ||
-  die "cannot check out HEAD in $ROOT/work/loom"
+chroot_checkout "$REPO"
 
 echo "== build (log: $ROOT/work/loom/build/build.log)"
 t0=$SECONDS

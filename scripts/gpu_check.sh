@@ -28,13 +28,15 @@
 #      against the CPU; tensor parallelism over NCCL with token splitting on the
 #      side stream against the plain model) and gpu_train_bench.
 #
-# Environment: LOOM_GPU_CHECK_BUDGET_S (seconds), LOOM_GPU_CHECK_TORCH
-# (auto | pytorch | system), LOOM_GPU_CHECK_JOBS (build jobs, default all cores),
-# NCCL_HOME (an NCCL install with include/ and lib/).
+# Environment: LOOM_GPU_CHECK_BUDGET_S (seconds), LOOM_GPU_CHECK_BUILD_S (limit of
+# each build step, default 300), LOOM_GPU_CHECK_TORCH (auto | pytorch | system),
+# LOOM_GPU_CHECK_JOBS (build jobs, default all cores), NCCL_HOME (an NCCL install
+# with include/ and lib/).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 build_dir="${1:-build-gpu}"
 budget="${LOOM_GPU_CHECK_BUDGET_S:-470}"
+build_limit="${LOOM_GPU_CHECK_BUILD_S:-300}"
 torch_choice="${LOOM_GPU_CHECK_TORCH:-auto}"
 jobs="${LOOM_GPU_CHECK_JOBS:-$(nproc)}"
 failures=()
@@ -214,9 +216,11 @@ else
 fi
 
 # ---- 2. configure ------------------------------------------------------------------
+# Warnings stay warnings here: the machine's compiler and PyTorch headers are not
+# the ones CI builds with, and a new warning must not cost the scarce GPU run.
 configure() {  # configure DIR TORCH_PREFIX_OR_EMPTY
   local args=(-S . -B "$1" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLOOM_WITH_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90
-    -DLOOM_BUILD_TESTS=ON -DLOOM_BUILD_BENCHMARKS=ON -DLOOM_WITH_MPI=OFF "${nccl_args[@]}" "${deps_args[@]}")
+    -DLOOM_WERROR=OFF -DLOOM_BUILD_TESTS=ON -DLOOM_BUILD_BENCHMARKS=ON -DLOOM_WITH_MPI=OFF "${nccl_args[@]}" "${deps_args[@]}")
   [ -n "$2" ] && args+=(-DCMAKE_PREFIX_PATH="$2" "${gloo_args[@]}")
   step "configure $1" 120 cmake "${args[@]}"
 }
@@ -240,7 +244,7 @@ has_target() {
 build() {  # build TARGET...: the ones this configuration defines
   local targets=()
   for t in "$@"; do has_target "$t" && targets+=("$t"); done
-  ((${#targets[@]} == 0)) || step "build ${targets[*]}" 300 ninja -C "$build_dir" -j "$jobs" "${targets[@]}"
+  ((${#targets[@]} == 0)) || step "build ${targets[*]}" "$build_limit" ninja -C "$build_dir" -j "$jobs" "${targets[@]}"
 }
 run() {  # run NAME MAX_SECONDS BINARY ARGS...: when the binary was built
   local name="$1" max="$2" binary="$build_dir/bin/$3"
