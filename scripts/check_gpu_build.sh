@@ -27,13 +27,19 @@
 # Needs: root, deb.debian.org. Cost: about 9 GB in WORKDIR; first run about 5 min of
 #   setup, then the build (about 25 min on 2 cores; later runs rebuild only changes).
 #
-# Usage: scripts/check_gpu_build.sh [WORKDIR]      (default: <repo>/build-torch2)
+# Usage: scripts/check_gpu_build.sh [--suite] [WORKDIR]   (default: <repo>/build-torch2)
+#   --suite              then also build everything in gpu_check.sh's configuration (CUDA
+#                        libtorch, NCCL on, MPI off) and run the whole CTest suite there, as a
+#                        user of a GPU machine would (about 8 more minutes of build and 20 of
+#                        tests on 2 cores)
 #   LOOM_CHROOT_MIRROR   default http://deb.debian.org/debian
-# Exit: 0 gpu_check.sh built every GPU target and found no GPU (its exit 3),
-#   1 it failed (its output says which step), 2 setup failed.
+# Exit: 0 gpu_check.sh built every GPU target and found no GPU (its exit 3) [and every
+#   test passed or skipped], 1 a step failed (its output says which), 2 setup failed.
 set -uo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+suite=no
+if [[ "${1:-}" == "--suite" ]]; then suite=yes; shift; fi
 WORK="${1:-$REPO/build-torch2}"
 MIRROR="${LOOM_CHROOT_MIRROR:-http://deb.debian.org/debian}"
 
@@ -41,12 +47,7 @@ die() { echo "check_gpu_build: setup failed: $*" >&2; exit 2; }
 # shellcheck source=scripts/debian_chroot.sh
 source "$REPO/scripts/debian_chroot.sh"
 
-[[ $EUID -eq 0 ]] || die "needs root (debootstrap, chroot and bind mounts)"
-mkdir -p "$WORK" || die "cannot create $WORK"
-WORK="$(cd "$WORK" && pwd)"
-ROOT="$WORK/trixie-cuda-root"
-LOG="$WORK/trixie-cuda-setup.log"
-: >"$LOG"
+chroot_init "$WORK" trixie-cuda
 
 nccl_home="${NCCL_HOME:-/usr/local/cuda}"
 [[ -d "$nccl_home/include/nccl_device" ]] ||
@@ -105,7 +106,19 @@ in_root bash -c "cd /work/loom && NCCL_HOME=/opt/nccl LOOM_GPU_CHECK_BUDGET_S=72
   LOOM_GPU_CHECK_BUILD_S=7000 LOOM_GPU_CHECK_JOBS=$(nproc) scripts/gpu_check.sh build-gpu"
 rc=$?
 case $rc in
-  3) echo "check_gpu_build: every GPU target built against the CUDA libtorch and skipped without a GPU"; exit 0 ;;
-  0) echo "check_gpu_build: gpu_check.sh found a GPU in the root and passed"; exit 0 ;;
+  3) echo "check_gpu_build: every GPU target built against the CUDA libtorch and skipped without a GPU" ;;
+  0) echo "check_gpu_build: gpu_check.sh found a GPU in the root and passed" ;;
   *) echo "check_gpu_build: gpu_check.sh exited $rc"; exit 1 ;;
 esac
+[[ $suite == yes ]] || exit 0
+
+echo "== the whole suite in build-gpu (build log: $ROOT/work/loom/build-gpu/all.log)"
+t0=$SECONDS
+in_root bash -c "cd /work/loom && ninja -C build-gpu -j $(nproc) > build-gpu/all.log 2>&1" ||
+  { tail -n 40 "$ROOT/work/loom/build-gpu/all.log"; echo "check_gpu_build: build failed"; exit 1; }
+echo "== built in $((SECONDS - t0))s"
+t0=$SECONDS
+in_root bash -c "cd /work/loom && ctest --test-dir build-gpu --output-on-failure -j $(nproc) --timeout 900"
+rc=$?
+echo "== ctest exit $rc after $((SECONDS - t0))s"
+((rc == 0)) || exit 1

@@ -48,12 +48,7 @@ die() { echo "check_torch2_runtime: setup failed: $*" >&2; exit 2; }
 # shellcheck source=scripts/debian_chroot.sh
 source "$REPO/scripts/debian_chroot.sh"
 
-[[ $EUID -eq 0 ]] || die "needs root (debootstrap, chroot and bind mounts)"
-mkdir -p "$WORK" || die "cannot create $WORK"
-WORK="$(cd "$WORK" && pwd)"
-ROOT="$WORK/$SUITE-root"
-LOG="$WORK/$SUITE-runtime.log"
-: >"$LOG"
+chroot_init "$WORK" "$SUITE"
 
 chroot_bootstrap "$SUITE" "$MIRROR" main
 chroot_mount

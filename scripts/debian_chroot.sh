@@ -2,14 +2,25 @@
 # and tested against another Debian release's libtorch, without touching /.
 # Used by scripts/check_torch2_runtime.sh and scripts/check_gpu_build.sh.
 #
-# The caller sets ROOT (the root's folder), LOG (where setup output goes) and
-# defines die MESSAGE (prints and exits 2). Needs root. Functions:
+# The caller defines die MESSAGE (prints and exits 2). Needs root. Functions:
+#   chroot_init WORKDIR NAME                 checks for root, creates WORKDIR and sets WORK
+#                                            (absolute), ROOT=WORK/NAME-root and
+#                                            LOG=WORK/NAME-setup.log (emptied)
 #   chroot_bootstrap SUITE MIRROR COMPONENTS   debootstrap once (marked by ROOT/.bootstrapped)
 #   chroot_mount                             bind-mounts /proc /sys /dev /dev/pts and ROOT
 #                                            onto itself; undone when the caller exits
 #   in_root COMMAND...                       runs COMMAND in the root, clean environment
 #   chroot_apt_install PACKAGE...            apt-get update + install, no recommends
 #   chroot_checkout REPO                     REPO's HEAD, checked out at ROOT/work/loom
+
+chroot_init() {
+  [[ $EUID -eq 0 ]] || die "needs root (debootstrap, chroot and bind mounts)"
+  mkdir -p "$1" || die "cannot create $1"
+  WORK="$(cd "$1" && pwd)"
+  ROOT="$WORK/$2-root"
+  LOG="$WORK/$2-setup.log"
+  : >"$LOG"
+}
 
 chroot_bootstrap() {
   local suite="$1" mirror="$2" components="$3"

@@ -4,6 +4,7 @@
 #include "parallel/cuda/nccl_settle.h"
 #include "runtime/core/error.h"
 #include "runtime/dist/nccl_check.h"
+#include "runtime/dist/nccl_recent_api.h"
 
 #include <cuda.h>
 
@@ -102,8 +103,7 @@ SymmetricNormWorkspace::SymmetricNormWorkspace(ncclComm_t comm, int64_t capacity
                    ") and hidden a multiple of 8 (got ", hidden, "); use the reduce-scatter path otherwise");
   LOOM_CHECK_INPUT(opts.max_ctas >= 1 && opts.max_ctas <= kMaxSymmetricCtas, "symmetric norm workspace: max_ctas ",
                    opts.max_ctas, " is outside 1..", kMaxSymmetricCtas);
-  int version = 0;
-  LOOM_NCCL_CHECK(ncclGetVersion(&version), nullptr, "symmetric norm workspace: the NCCL version");
+  const int version = dist::loadedNcclVersion();
   LOOM_CHECK_INPUT(version >= 22800, "symmetric norm workspace: the NCCL loaded is ", version,
                    " but the device API needs 2.28 (22800) or later; another libnccl.so.2 (PyTorch's?) was loaded "
                    "first: put NCCL 2.28's lib directory first in LD_LIBRARY_PATH, or use the reduce-scatter path");

@@ -3,6 +3,7 @@
 #include "runtime/core/error.h"
 #include "runtime/dist/nccl_check.h"
 #include "runtime/dist/nccl_comm.h"
+#include "runtime/dist/nccl_recent_api.h"
 #include "runtime/dist/progress_board.h"
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -138,6 +139,7 @@ std::unique_ptr<NcclCommunicator> NcclCommunicator::shrink(const std::vector<int
                    "] must be distinct ranks of [0, ", size(), ")");
   LOOM_CHECK_INPUT(!std::binary_search(excluded.begin(), excluded.end(), rank()), "nccl shrink: rank ", rank(),
                    " excludes itself; only the ranks that stay call shrink()");
+  requireNcclFunction(ncclCommShrink != nullptr, "ncclCommShrink", "2.27", "nccl shrink");
   auto store = childStore("shrink", joined(excluded));
   const int flags = abort_pending ? NCCL_SHRINK_ABORT : NCCL_SHRINK_DEFAULT;
   auto child = comm_->derive(

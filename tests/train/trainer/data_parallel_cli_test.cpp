@@ -5,6 +5,7 @@
 // relative L2 error (measured: about 2e-6 for 3 and 4 ranks, 0 for 2; float32
 // sums grouped differently per rank, amplified by AdamW's normalisation).
 #include "runtime/config/loader.h"
+#include "runtime/core/build_config.h"
 #include "tests/support/test_util.h"
 #include "tests/train/trainer/trainer_test_util.h"
 #include "train/checkpoint/safetensors.h"
@@ -15,6 +16,7 @@
 #include <map>
 #include <regex>
 #include <tuple>
+#include <vector>
 
 namespace loom::train {
 namespace {
@@ -114,19 +116,27 @@ TEST_P(DataParallelCliTest, WeightsAfterFiveStepsEqualOneRank) {
   }
 }
 
+// mpirun runs only where loom is built with MPI (which brings mpirun).
+std::vector<Launch> launchesAndTheirBackends() {
+  std::vector<Launch> launches = {Launch::kLoomLaunchGloo};
+  if (LOOM_WITH_MPI) launches.push_back(Launch::kMpirunMpi);
+  return launches;
+}
+
 INSTANTIATE_TEST_SUITE_P(
     RanksBackendsAndZero, DataParallelCliTest,
-    ::testing::Combine(::testing::Values(Launch::kLoomLaunchGloo, Launch::kMpirunMpi), ::testing::Values(2, 3, 4),
-                       ::testing::Bool()),
+    ::testing::Combine(::testing::ValuesIn(launchesAndTheirBackends()), ::testing::Values(2, 3, 4), ::testing::Bool()),
     [](const auto& info) {
       return launchName(std::get<0>(info.param)) + std::to_string(std::get<1>(info.param)) + "Ranks" +
              (std::get<2>(info.param) ? "Zero1" : "Replicated");
     });
 
+#if LOOM_WITH_MPI
 // mpirun with the default (Gloo) backend: the store address comes over MPI.
 INSTANTIATE_TEST_SUITE_P(MpirunGloo, DataParallelCliTest,
                          ::testing::Values(std::make_tuple(Launch::kMpirunGloo, 3, false)),
                          [](const auto&) { return std::string("MpirunGloo3Ranks"); });
+#endif
 
 }  // namespace
 }  // namespace loom::train
