@@ -9,3 +9,10 @@ loom_add_test_binary(loom_nccl_tests
   LABELS gpu
   TIMEOUT 300)
 target_include_directories(loom_nccl_tests SYSTEM PRIVATE ${LOOM_NCCL_INCLUDE_DIR})
+
+# libloom_torch.so must load next to PyTorch's older NCCL: its references to NCCL entry
+# points newer than 2.22 stay weak (runtime/dist/nccl_recent_api.h).
+add_test(NAME nccl_recent_api_is_weak
+  COMMAND bash ${_loom_nccl_test_dir}/nccl_recent_api_weak_test.sh
+          ${PROJECT_SOURCE_DIR}/runtime/dist/nccl_recent_api.h $<TARGET_FILE:loom_torch>)
+set_tests_properties(nccl_recent_api_is_weak PROPERTIES LABELS "cpu" TIMEOUT 30)
