@@ -112,13 +112,5 @@ case $rc in
 esac
 [[ $suite == yes ]] || exit 0
 
-echo "== the whole suite in build-gpu (build log: $ROOT/work/loom/build-gpu/all.log)"
-t0=$SECONDS
-in_root bash -c "cd /work/loom && ninja -C build-gpu -j $(nproc) > build-gpu/all.log 2>&1" ||
-  { tail -n 40 "$ROOT/work/loom/build-gpu/all.log"; echo "check_gpu_build: build failed"; exit 1; }
-echo "== built in $((SECONDS - t0))s"
-t0=$SECONDS
-in_root bash -c "cd /work/loom && ctest --test-dir build-gpu --output-on-failure -j $(nproc) --timeout 900"
-rc=$?
-echo "== ctest exit $rc after $((SECONDS - t0))s"
-((rc == 0)) || exit 1
+echo "== the whole suite in build-gpu"
+chroot_build_and_test check_gpu_build build-gpu "ninja -C build-gpu -j $(nproc)" || exit 1

@@ -65,18 +65,5 @@ in_root bash -c "$CXX_PKG --version | head -1; cmake --version | head -1; \
 
 chroot_checkout "$REPO"
 
-echo "== build (log: $ROOT/work/loom/build/build.log)"
-t0=$SECONDS
-in_root bash -c "cd /work/loom && mkdir -p build && \
-  CC=$CC_CMD CXX=$CXX_PKG LOOM_BUILD_JOBS=$(nproc) ./scripts/build.sh > build/build.log 2>&1" ||
-  { tail -n 40 "$ROOT/work/loom/build/build.log"; echo "check_torch2_runtime: build failed"; exit 1; }
-echo "== built in $((SECONDS - t0))s"
-
-echo "== ctest"
-t0=$SECONDS
-extra=""
-((${#ctest_args[@]})) && extra="$(printf '%q ' "${ctest_args[@]}")"
-in_root bash -c "cd /work/loom && ctest --test-dir build --output-on-failure -j $(nproc) --timeout 900 $extra"
-rc=$?
-echo "== ctest exit $rc after $((SECONDS - t0))s"
-((rc == 0)) || exit 1
+chroot_build_and_test check_torch2_runtime build \
+  "CC=$CC_CMD CXX=$CXX_PKG LOOM_BUILD_JOBS=$(nproc) ./scripts/build.sh" "${ctest_args[@]}" || exit 1

@@ -12,6 +12,9 @@
 #   in_root COMMAND...                       runs COMMAND in the root, clean environment
 #   chroot_apt_install PACKAGE...            apt-get update + install, no recommends
 #   chroot_checkout REPO                     REPO's HEAD, checked out at ROOT/work/loom
+#   chroot_build_and_test NAME DIR COMMAND [CTEST_ARG...]
+#                                            in that checkout: COMMAND (output in DIR/build.log),
+#                                            then CTest on DIR; fails (1) when either does
 
 chroot_init() {
   [[ $EUID -eq 0 ]] || die "needs root (debootstrap, chroot and bind mounts)"
@@ -82,6 +85,22 @@ chroot_checkout() {
   # The clone is the script's own: local edits there are discarded (ignored build folders are kept).
   git -C "$clone" fetch -q "$repo" HEAD && git -C "$clone" checkout -q --force --detach FETCH_HEAD &&
     git -C "$clone" clean -fdq || die "cannot check out HEAD in $clone"
+}
+
+chroot_build_and_test() {
+  local name="$1" dir="$2" command="$3" t0=$SECONDS extra="" rc
+  shift 3
+  echo "== build (log: $ROOT/work/loom/$dir/build.log)"
+  in_root bash -c "cd /work/loom && mkdir -p $dir && $command > $dir/build.log 2>&1" ||
+    { tail -n 40 "$ROOT/work/loom/$dir/build.log"; echo "$name: build failed"; return 1; }
+  echo "== built in $((SECONDS - t0))s"
+  echo "== ctest"
+  t0=$SECONDS
+  (($#)) && extra="$(printf '%q ' "$@")"
+  in_root bash -c "cd /work/loom && ctest --test-dir $dir --output-on-failure -j $(nproc) --timeout 900 $extra"
+  rc=$?
+  echo "== ctest exit $rc after $((SECONDS - t0))s"
+  ((rc == 0)) || return 1
 }
 
 # The packages of scripts/install_deps.sh (so that the lists cannot drift), one per line.
