@@ -92,8 +92,11 @@ struct ParallelOptions {
   bool sequence_parallel = true;         ///< tp > 1: token-sharded residual, reduce-scatter/all-gather ends
   int64_t token_split_min_tokens = 1024;  ///< tp > 1: split micro-batches this large in two halves; 0 = never
 
-  /// Ranks per tensor-parallel group that `world_size` ranks form data-parallel groups of.
-  int64_t dataParallelSize(int world_size) const { return world_size % tp == 0 ? world_size / tp : world_size; }
+  /// Data-parallel groups that `world_size` ranks form, tp consecutive ranks each. A tp that
+  /// does not divide the world (validation reports it) counts every rank as its own group.
+  int64_t dataParallelSize(int world_size) const {
+    return tp >= 1 && world_size % tp == 0 ? world_size / tp : world_size;
+  }
 };
 
 /// How replicas agree when an outer optimizer runs (docs/outer.md).

@@ -370,6 +370,11 @@ TEST(ValidateTest, TensorParallelRules) {
   options.elastic.policy = ElasticPolicy::kNone;
   options.parallel.token_split_min_tokens = -1;
   EXPECT_EQ(messages(options, 2).size(), 1u);
+  options.parallel.token_split_min_tokens = 0;
+  for (const int64_t tp : {0, -1}) {  // reported, not a division by zero
+    options.parallel.tp = tp;
+    EXPECT_EQ(messages(options, 4), std::vector<std::string>{c10::str("parallel.tp (", tp, ") must be >= 1")});
+  }
 }
 
 TEST(ValidateTest, DataParallelSizeMustMatchTheWorld) {
