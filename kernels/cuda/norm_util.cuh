@@ -129,21 +129,25 @@ inline int threadsFor(int64_t units, int max_threads) {
   return static_cast<int>(std::min<int64_t>(max_threads, warps * kWarpSize));
 }
 
-/// Lets `kernel` use `bytes` of dynamic shared memory: a no-op up to the 48 KiB every
-/// device grants; beyond, checked against the device's opt-in limit (InputError with
-/// `what` and both sizes when the row is too wide) and requested from the runtime.
+/// Lets `kernel` use `bytes` of dynamic shared memory on top of its static shared memory:
+/// a no-op while the total fits the 48 KiB every device grants; beyond, the total is checked
+/// against the device's opt-in limit (InputError with `what` and both sizes when the row is
+/// too wide) and the dynamic part is requested from the runtime.
 template <typename Kernel>
 void reserveDynamicSharedMemory(Kernel* kernel, size_t bytes, const char* what) {
   constexpr size_t kDefaultBytes = 48 * 1024;
-  if (bytes <= kDefaultBytes) {
+  cudaFuncAttributes attributes{};
+  LOOM_CUDA_CHECK(cudaFuncGetAttributes(&attributes, kernel));
+  const size_t total = bytes + attributes.sharedSizeBytes;
+  if (total <= kDefaultBytes) {
     return;
   }
   int device = 0;
   LOOM_CUDA_CHECK(cudaGetDevice(&device));
   int optin = 0;
   LOOM_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  LOOM_CUDA_REQUIRE(bytes <= static_cast<size_t>(optin),
-                    std::string(what) + ": a row of float32 needs " + std::to_string(bytes) +
+  LOOM_CUDA_REQUIRE(total <= static_cast<size_t>(optin),
+                    std::string(what) + ": a row of float32 needs " + std::to_string(total) +
                         " bytes of shared memory but CUDA device " + std::to_string(device) + " allows " +
                         std::to_string(optin) + " per block; use a narrower hidden size");
   LOOM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
