@@ -1,36 +1,54 @@
 #include "parallel/comm_stream.h"
 
+#include "runtime/core/error.h"
+
+#include <stdexcept>
+#include <utility>
+
 namespace loom::parallel {
 
 using Clock = std::chrono::steady_clock;
 
 void CommTicket::wait() {
+  LOOM_CHECK(state_ != nullptr, "CommTicket::wait: this ticket belongs to no job (it was never submitted)");
   const auto start = Clock::now();
   std::unique_lock<std::mutex> lock(state_->mutex);
   const bool blocked = !state_->done;
   state_->cv.wait(lock, [&] { return state_->done; });
-  if (blocked && stream_ != nullptr) stream_->addExposed(Clock::now() - start);
+  // Not for a failed job: a cancelled one wakes us while its stream is being destroyed.
+  if (blocked && !state_->error && stream_ != nullptr) stream_->addExposed(Clock::now() - start);
   if (state_->error) std::rethrow_exception(state_->error);
-}
-
-bool CommTicket::done() const {
-  std::lock_guard<std::mutex> lock(state_->mutex);
-  return state_->done;
 }
 
 CommStream::CommStream() : worker_([this] { loop(); }) {}
 
+void CommStream::complete(CommTicket::State& state, std::exception_ptr error) {
+  {
+    std::lock_guard<std::mutex> lock(state.mutex);
+    state.done = true;
+    state.error = std::move(error);
+  }
+  state.cv.notify_all();
+}
+
 CommStream::~CommStream() {
+  std::deque<std::pair<std::function<void()>, std::shared_ptr<CommTicket::State>>> unstarted;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = true;
+    unstarted.swap(queue_);
   }
   cv_.notify_all();
+  for (auto& [job, state] : unstarted) {
+    complete(*state, std::make_exception_ptr(std::runtime_error(
+                         "the communication stream was destroyed before this job ran: the job was cancelled")));
+  }
   worker_.join();
 }
 
 CommTicket CommStream::submit(std::function<void()> job) {
   CommTicket ticket;
+  ticket.state_ = std::make_shared<CommTicket::State>();
   ticket.stream_ = this;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -47,7 +65,7 @@ void CommStream::loop() {
     {
       std::unique_lock<std::mutex> lock(mutex_);
       cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, and every queued job has run
+      if (queue_.empty()) return;  // stopping
       job = std::move(queue_.front().first);
       state = std::move(queue_.front().second);
       queue_.pop_front();
@@ -65,12 +83,7 @@ void CommStream::loop() {
       stats_.busy_ms += ms;
       ++stats_.jobs;
     }
-    {
-      std::lock_guard<std::mutex> lock(state->mutex);
-      state->done = true;
-      state->error = error;
-    }
-    state->cv.notify_all();
+    complete(*state, std::move(error));
   }
 }
 

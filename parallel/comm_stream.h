@@ -23,11 +23,11 @@ namespace loom::parallel {
 
 /// A job's completion; wait() rethrows the job's exception. It waits without
 /// a deadline of its own: a job's collectives carry their communicator's
-/// timeouts, so every job ends.
+/// timeouts, so every job ends. A ticket that belongs to no job (default
+/// constructed) throws instead of waiting.
 class CommTicket {
  public:
   void wait();
-  bool done() const;
 
  private:
   friend class CommStream;
@@ -37,7 +37,7 @@ class CommTicket {
     bool done = false;
     std::exception_ptr error;
   };
-  std::shared_ptr<State> state_ = std::make_shared<State>();
+  std::shared_ptr<State> state_;
   class CommStream* stream_ = nullptr;
 };
 
@@ -50,7 +50,10 @@ struct CommStreamStats {
 class CommStream {
  public:
   CommStream();
-  /// Finishes the queued jobs, then joins the worker.
+  /// Lets the running job finish, fails the tickets of the jobs that have not
+  /// started (a stream destroyed with jobs queued is unwinding from an error:
+  /// their collectives would only wait out their timeouts one after another),
+  /// then joins the worker.
   ~CommStream();
   CommStream(const CommStream&) = delete;
   CommStream& operator=(const CommStream&) = delete;
@@ -65,6 +68,7 @@ class CommStream {
  private:
   friend class CommTicket;
   void loop();
+  static void complete(CommTicket::State& state, std::exception_ptr error);
   void addExposed(std::chrono::nanoseconds waited);
 
   mutable std::mutex mutex_;
