@@ -1,6 +1,7 @@
 #include "parallel/fused_allreduce_norm.h"
 
 #include "kernels/torch/rms_norm_ops.h"
+#include "parallel/side_stream.h"
 #include "runtime/core/error.h"
 
 #include <ATen/ATen.h>
@@ -10,7 +11,6 @@
 
 #if LOOM_PARALLEL_TORCH_CUDA
 #include "kernels/cuda/fused_add_rms_norm.cuh"
-#include "kernels/cuda/rms_norm.cuh"
 
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -18,10 +18,6 @@
 
 namespace loom::parallel {
 namespace {
-
-int64_t shardRows(int64_t tokens, int ranks) {
-  return (tokens + ranks - 1) / ranks;
-}
 
 at::Tensor padRows(const at::Tensor& t, int64_t rows) {
   return t.size(0) == rows ? t : at::constant_pad_nd(t, {0, 0, 0, rows - t.size(0)});
@@ -84,6 +80,7 @@ FusedNormOutput fusedAllReduceAddRmsNorm(const at::Tensor& x, const at::Tensor& 
   LOOM_CHECK_INPUT(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16,
                    "fused all-reduce + add + RMSNorm: x is ", x.scalar_type(), "; float32 and bfloat16 are supported");
   c10::NoGradGuard no_grad;
+  const CurrentStreamOrder order(group, x.device());  // NCCL reads what this thread's stream makes below
   const int ranks = group.size();
   const int64_t tokens = x.size(0);
   const at::Tensor w = weight.to(at::kFloat);
@@ -100,24 +97,31 @@ FusedNormOutput fusedAllReduceAddRmsNorm(const at::Tensor& x, const at::Tensor& 
   LOOM_CHECK_INPUT(residual.dim() == 2 && residual.size(0) == s && residual.size(1) == x.size(1),
                    "fused all-reduce + add + RMSNorm: the residual shard is ", residual.sizes(), " but rank ",
                    group.rank(), " of ", ranks, " holds [", s, ", ", x.size(1), "] (tokenShard)");
-  const at::Tensor padded = padRows(x.to(at::kFloat), ranks * s).contiguous();
-  at::Tensor shard = at::empty({s, x.size(1)}, padded.options());
-  if (ranks > 1) {
-    at::Tensor flat_shard = shard.view({-1});
-    group.reduceScatter(padded.view({-1}), flat_shard, dist::ReduceOp::kSum)->wait();
-  } else {
-    shard.copy_(padded);
-  }
+  const at::Tensor shard = reduceScatterRows(group, x.to(at::kFloat));
   // Rounded before the gather, so every rank receives the same bytes.
   const auto [mine, residual_out] = addRmsNorm(shard, residual, w, eps, x.scalar_type());
-  at::Tensor gathered = at::empty({ranks * s, x.size(1)}, mine.options());
-  if (ranks > 1) {
-    at::Tensor flat_gathered = gathered.view({-1});
-    group.allGather(mine.view({-1}), flat_gathered)->wait();
-  } else {
-    gathered.copy_(mine);
-  }
-  return {gathered.narrow(0, 0, tokens), residual_out};
+  return {gatherRows(group, mine, tokens), residual_out};
+}
+
+at::Tensor reduceScatterRows(dist::Communicator& group, const at::Tensor& full) {
+  const int ranks = group.size();
+  if (ranks == 1) return full.clone(at::MemoryFormat::Contiguous);
+  const int64_t s = shardRows(full.size(0), ranks);
+  const at::Tensor padded = padRows(full, ranks * s).contiguous();
+  at::Tensor shard = at::empty({s, full.size(1)}, full.options());
+  at::Tensor flat = shard.view({-1});
+  group.reduceScatter(padded.view({-1}), flat, dist::ReduceOp::kSum)->wait();
+  return shard;
+}
+
+at::Tensor gatherRows(dist::Communicator& group, const at::Tensor& shard, int64_t tokens) {
+  const int ranks = group.size();
+  if (ranks == 1) return shard.narrow(0, 0, tokens).clone();
+  const at::Tensor mine = shard.contiguous();
+  at::Tensor gathered = at::empty({ranks * mine.size(0), mine.size(1)}, mine.options());
+  at::Tensor flat = gathered.view({-1});
+  group.allGather(mine.view({-1}), flat)->wait();
+  return gathered.narrow(0, 0, tokens);
 }
 
 }  // namespace loom::parallel

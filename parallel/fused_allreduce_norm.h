@@ -20,6 +20,7 @@
 // ncclComm_t, and the symmetric-memory path, are in parallel/cuda/.
 #pragma once
 
+#include "parallel/token_shard.h"
 #include "runtime/dist/communicator.h"
 
 #include <ATen/core/Tensor.h>
@@ -44,5 +45,15 @@ FusedNormOutput fusedAllReduceAddRmsNorm(const at::Tensor& x, const at::Tensor& 
 /// ranks * s rows, s = ceil(tokens / ranks): the residual shard rank `rank`
 /// keeps in the reduce-scatter path.
 at::Tensor tokenShard(const at::Tensor& full, int ranks, int rank);
+
+/// This rank's token shard [shardRows(tokens, ranks), hidden] of the sum over
+/// `group` of every rank's `full` [tokens, hidden] (zero-padded to a multiple of
+/// the group size): a reduce-scatter, waited for. A new tensor (on a group of
+/// one, a copy of `full`).
+at::Tensor reduceScatterRows(dist::Communicator& group, const at::Tensor& full);
+
+/// [tokens, hidden] from every rank's [shardRows(tokens, ranks), hidden] shard,
+/// the padding dropped: an all-gather, waited for. A new tensor.
+at::Tensor gatherRows(dist::Communicator& group, const at::Tensor& shard, int64_t tokens);
 
 }  // namespace loom::parallel

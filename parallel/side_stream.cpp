@@ -138,4 +138,27 @@ std::unique_ptr<SideStream> makeSideStream(const c10::Device& device, dist::Comm
 #endif
 }
 
+#if LOOM_PARALLEL_TORCH_CUDA
+struct CurrentStreamOrder::Order {
+  Order(NcclGroup* group, cudaStream_t stream) : order(group, stream) {}
+  GroupOrder order;
+};
+#else
+struct CurrentStreamOrder::Order {};
+#endif
+
+CurrentStreamOrder::CurrentStreamOrder(dist::Communicator& group, const c10::Device& device) {
+#if LOOM_PARALLEL_TORCH_CUDA && LOOM_WITH_NCCL
+  auto* nccl = dynamic_cast<dist::NcclCommunicator*>(&group);
+  if (device.is_cuda() && nccl != nullptr) {
+    order_ = std::make_unique<Order>(nccl, c10::cuda::getCurrentCUDAStream(device.index()).stream());
+  }
+#else
+  (void)group;
+  (void)device;
+#endif
+}
+
+CurrentStreamOrder::~CurrentStreamOrder() = default;
+
 }  // namespace loom::parallel

@@ -60,4 +60,21 @@ class SideStream {
 /// without a CUDA libtorch.
 std::unique_ptr<SideStream> makeSideStream(const c10::Device& device, dist::Communicator& group);
 
+/// While it lives, an NCCL `group`'s collectives order after the constructing
+/// thread's current libtorch stream on `device` (as c10d's do) rather than after
+/// the group's compute stream, so tensors just made on a stream of the caller's
+/// choosing are complete when NCCL reads them. Nothing for other devices or
+/// backends.
+class CurrentStreamOrder {
+ public:
+  CurrentStreamOrder(dist::Communicator& group, const c10::Device& device);
+  ~CurrentStreamOrder();
+  CurrentStreamOrder(const CurrentStreamOrder&) = delete;
+  CurrentStreamOrder& operator=(const CurrentStreamOrder&) = delete;
+
+ private:
+  struct Order;
+  std::unique_ptr<Order> order_;
+};
+
 }  // namespace loom::parallel

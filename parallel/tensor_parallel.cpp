@@ -15,10 +15,6 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-int64_t shardRows(int64_t tokens, int ranks) {
-  return (tokens + ranks - 1) / ranks;
-}
-
 TensorParallel& tpAt(int64_t address) {
   return *reinterpret_cast<TensorParallel*>(address);
 }
@@ -26,27 +22,8 @@ int64_t addressOf(TensorParallel& tp) {
   return reinterpret_cast<int64_t>(&tp);
 }
 
-// The collectives themselves, called on the group's stream (by a job, or
-// through TensorParallel::run()).
-
-/// [tokens, hidden] from every rank's [s, hidden] shard, the padding dropped.
-at::Tensor gatherRows(dist::Communicator& group, const at::Tensor& shard, int64_t tokens) {
-  const at::Tensor mine = shard.contiguous();
-  at::Tensor gathered = at::empty({group.size() * mine.size(0), mine.size(1)}, mine.options());
-  at::Tensor flat = gathered.view({-1});
-  group.allGather(mine.view({-1}), flat)->wait();
-  return gathered.narrow(0, 0, tokens);
-}
-
-/// This rank's shard of the sum over the group of `full` [tokens, hidden].
-at::Tensor reduceScatterRows(dist::Communicator& group, const at::Tensor& full) {
-  const int64_t s = shardRows(full.size(0), group.size());
-  const at::Tensor padded = at::constant_pad_nd(full, {0, 0, 0, group.size() * s - full.size(0)}).contiguous();
-  at::Tensor shard = at::empty({s, full.size(1)}, full.options());
-  at::Tensor flat = shard.view({-1});
-  group.reduceScatter(padded.view({-1}), flat, dist::ReduceOp::kSum)->wait();
-  return shard;
-}
+// The collectives (gatherRows, reduceScatterRows) run on the group's stream:
+// by a job, or through TensorParallel::run().
 
 at::Tensor allGatherTokens(TensorParallel& tp, const at::Tensor& shard, int64_t tokens) {
   return tp.run([&] { return gatherRows(tp.group(), shard, tokens); }, {shard});
@@ -172,13 +149,14 @@ class StartAddNormFunction : public torch::autograd::Function<StartAddNormFuncti
     end->weight = w;
     const FusedNormPath path =
         tp.options().sequence_parallel ? FusedNormPath::kReduceScatter : FusedNormPath::kAllReduce;
+    // The job fills the outputs through aliases of its own: while it runs, apply()
+    // attaches autograd history to `out` and `residual_out` on this thread.
     end->forward_done = tp.submit(
-        [end, x, res, w, out, residual_out, path]() mutable {
-          // Filling the outputs must not enter autograd: the start node owns their history.
+        [end, x, res, w, out_fill = out.detach(), residual_fill = residual_out.detach(), path]() mutable {
           c10::NoGradGuard no_grad;
           const FusedNormOutput o = fusedAllReduceAddRmsNorm(x, res, w, end->eps, end->tp->group(), path);
-          out.copy_(o.out);
-          residual_out.copy_(o.residual);
+          out_fill.copy_(o.out);
+          residual_fill.copy_(o.residual);
           end->residual_out = o.residual;
         },
         {x, res, w, out, residual_out});

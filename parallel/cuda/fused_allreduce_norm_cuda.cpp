@@ -91,10 +91,6 @@ size_t elementBytes(NormDtype dtype) {
   return dtype == NormDtype::kFloat32 ? sizeof(float) : sizeof(__nv_bfloat16);
 }
 
-int64_t shardRows(int64_t tokens, int ranks) {
-  return (tokens + ranks - 1) / ranks;
-}
-
 size_t allReduceNormWorkspaceBytes(const FusedNormArgs& args) {
   return sizeof(float) * static_cast<size_t>(args.tokens * args.hidden);
 }

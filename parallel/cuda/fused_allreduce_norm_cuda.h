@@ -29,6 +29,8 @@
 #include <cuda_runtime_api.h>
 #include <nccl.h>
 
+#include "parallel/token_shard.h"
+
 #include <cstddef>
 #include <cstdint>
 
@@ -37,10 +39,6 @@ namespace loom::parallel::cuda {
 enum class NormDtype { kFloat32, kBFloat16 };
 
 size_t elementBytes(NormDtype dtype);
-
-/// Rows of this rank's residual shard: ceil(tokens / ranks). Rank r keeps tokens
-/// [r * s, (r + 1) * s) (zero-padded past `tokens`), as tokenShard() does.
-int64_t shardRows(int64_t tokens, int ranks);
 
 /// One call's operands: device pointers on the communicator's device, contiguous.
 struct FusedNormArgs {
