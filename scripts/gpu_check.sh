@@ -82,7 +82,11 @@ finish() {
 
 echo "== machine"
 gpu_found=no
-if command -v nvidia-smi >/dev/null && nvidia-smi -L | tee /dev/stderr | grep -q '^GPU'; then gpu_found=yes; fi
+# The list is read whole before grep looks at it: grep -q exits at its first match,
+# and under pipefail the writer's SIGPIPE would then read as "no GPU".
+gpu_list=$(command -v nvidia-smi >/dev/null && nvidia-smi -L 2>&1 || true)
+echo "$gpu_list" >&2
+if grep -q '^GPU' <<<"$gpu_list"; then gpu_found=yes; fi
 [ "$gpu_found" = yes ] || echo "== nvidia-smi finds no GPU: the build still runs, the GPU tests will skip"
 nvcc --version 2>&1 | tail -1 || true
 # A CUDA 13 runtime needs driver 580 or later; with an older one every test skips.

@@ -103,10 +103,13 @@ SymmetricNormWorkspace::SymmetricNormWorkspace(ncclComm_t comm, int64_t capacity
                    ") and hidden a multiple of 8 (got ", hidden, "); use the reduce-scatter path otherwise");
   LOOM_CHECK_INPUT(opts.max_ctas >= 1 && opts.max_ctas <= kMaxSymmetricCtas, "symmetric norm workspace: max_ctas ",
                    opts.max_ctas, " is outside 1..", kMaxSymmetricCtas);
+  // The device API is inline code over structs whose layout changes between
+  // NCCL releases, so the library loaded must be the release loom was built with.
   const int version = dist::loadedNcclVersion();
-  LOOM_CHECK_INPUT(version >= 22800, "symmetric norm workspace: the NCCL loaded is ", version,
-                   " but the device API needs 2.28 (22800) or later; another libnccl.so.2 (PyTorch's?) was loaded "
-                   "first: put NCCL 2.28's lib directory first in LD_LIBRARY_PATH, or use the reduce-scatter path");
+  LOOM_CHECK_INPUT(version / 100 == NCCL_VERSION_CODE / 100, "symmetric norm workspace: the NCCL loaded is ", version,
+                   " but loom's device code was built against NCCL ", NCCL_VERSION_CODE,
+                   " and needs the same major.minor release; another libnccl.so.2 (PyTorch's?) was loaded first: put "
+                   "that NCCL's lib directory first in LD_LIBRARY_PATH, or use the reduce-scatter path");
   LOOM_NCCL_CHECK(ncclCommCuDevice(comm, &device_), comm, "symmetric norm workspace: the communicator's device");
   int ranks = 0;
   LOOM_NCCL_CHECK(ncclCommCount(comm, &ranks), comm, "symmetric norm workspace: communicator size");
@@ -123,7 +126,11 @@ SymmetricNormWorkspace::SymmetricNormWorkspace(ncclComm_t comm, int64_t capacity
                      "symmetric norm workspace: NCCL registered no symmetric window (symmetric memory needs one node, "
                      "direct peer-to-peer access between all GPUs and NCCL_CUMEM_ENABLE on); use the reduce-scatter "
                      "path");
+#ifdef NCCL_DEV_COMM_REQUIREMENTS_INITIALIZER
+    ncclDevCommRequirements reqs = NCCL_DEV_COMM_REQUIREMENTS_INITIALIZER;
+#else
     ncclDevCommRequirements reqs = {};  // NCCL 2.28 has no initializer macro: all zero is "nothing"
+#endif
     reqs.lsaBarrierCount = opts.max_ctas;
     reqs.lsaMultimem = multicast_;
     settleNccl(ncclDevCommCreate(comm, &reqs, &dev_comm_), comm, "symmetric norm workspace: ncclDevCommCreate");
