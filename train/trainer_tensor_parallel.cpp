@@ -45,7 +45,14 @@ void Trainer::shardModel() {
   model_ = model::Llama(opts_.job.model, tp);
   c10::NoGradGuard no_grad;
   const checkpoint::NamedTensors params = model_->namedParameters();
-  for (size_t i = 0; i < params.size(); ++i) params[i].second.copy_(shards[i].second);
+  LOOM_CHECK(params.size() == shards.size(), "tensor parallel: the sharded model has ", params.size(),
+             " parameters but sharding gave ", shards.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    LOOM_CHECK(params[i].first == shards[i].first && params[i].second.sizes() == shards[i].second.sizes(),
+               "tensor parallel: parameter ", i, " is ", params[i].first, " ", params[i].second.sizes(),
+               " in the sharded model but ", shards[i].first, " ", shards[i].second.sizes(), " after sharding");
+    params[i].second.copy_(shards[i].second);
+  }
 }
 
 checkpoint::NamedTensors Trainer::wholeTensors(const checkpoint::NamedTensors& local) {
