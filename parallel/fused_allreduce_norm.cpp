@@ -10,7 +10,8 @@
 #include <utility>
 
 #if LOOM_PARALLEL_TORCH_CUDA
-#include "kernels/cuda/fused_add_rms_norm.cuh"
+#include "kernels/cuda/fused_add_rms_norm.cuh"  // the bfloat16 kernels
+#include "kernels/cuda/rms_norm.cuh"            // the float32 one
 
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
