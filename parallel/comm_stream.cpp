@@ -15,8 +15,10 @@ void CommTicket::wait() {
   std::unique_lock<std::mutex> lock(state_->mutex);
   const bool blocked = !state_->done;
   state_->cv.wait(lock, [&] { return state_->done; });
-  // Not for a failed job: a cancelled one wakes us while its stream is being destroyed.
-  if (blocked && !state_->error && stream_ != nullptr) stream_->addExposed(Clock::now() - start);
+  if (blocked) {
+    const std::lock_guard<std::mutex> counting(counters_->mutex);
+    counters_->stats.exposed_ms += std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  }
   if (state_->error) std::rethrow_exception(state_->error);
 }
 
@@ -49,7 +51,7 @@ CommStream::~CommStream() {
 CommTicket CommStream::submit(std::function<void()> job) {
   CommTicket ticket;
   ticket.state_ = std::make_shared<CommTicket::State>();
-  ticket.stream_ = this;
+  ticket.counters_ = counters_;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     queue_.emplace_back(std::move(job), ticket.state_);
@@ -79,27 +81,22 @@ void CommStream::loop() {
     }
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
     {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stats_.busy_ms += ms;
-      ++stats_.jobs;
+      std::lock_guard<std::mutex> lock(counters_->mutex);
+      counters_->stats.busy_ms += ms;
+      ++counters_->stats.jobs;
     }
     complete(*state, std::move(error));
   }
 }
 
-void CommStream::addExposed(std::chrono::nanoseconds waited) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  stats_.exposed_ms += std::chrono::duration<double, std::milli>(waited).count();
-}
-
 CommStreamStats CommStream::stats() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return stats_;
+  std::lock_guard<std::mutex> lock(counters_->mutex);
+  return counters_->stats;
 }
 
 void CommStream::resetStats() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  stats_ = {};
+  std::lock_guard<std::mutex> lock(counters_->mutex);
+  counters_->stats = {};
 }
 
 }  // namespace loom::parallel

@@ -21,6 +21,19 @@
 
 namespace loom::parallel {
 
+struct CommStreamStats {
+  double busy_ms = 0;     ///< time jobs ran on the stream
+  double exposed_ms = 0;  ///< time callers were blocked in CommTicket::wait()
+  int64_t jobs = 0;
+};
+
+/// A stream's statistics, shared with its tickets so that a ticket may be
+/// waited on while (or after) its stream is destroyed.
+struct CommStreamCounters {
+  mutable std::mutex mutex;
+  CommStreamStats stats;
+};
+
 /// A job's completion; wait() rethrows the job's exception. It waits without
 /// a deadline of its own: a job's collectives carry their communicator's
 /// timeouts, so every job ends. A ticket that belongs to no job (default
@@ -38,13 +51,7 @@ class CommTicket {
     std::exception_ptr error;
   };
   std::shared_ptr<State> state_;
-  class CommStream* stream_ = nullptr;
-};
-
-struct CommStreamStats {
-  double busy_ms = 0;     ///< time jobs ran on the stream
-  double exposed_ms = 0;  ///< time callers were blocked in CommTicket::wait()
-  int64_t jobs = 0;
+  std::shared_ptr<CommStreamCounters> counters_;
 };
 
 class CommStream {
@@ -66,16 +73,14 @@ class CommStream {
   void resetStats();
 
  private:
-  friend class CommTicket;
   void loop();
   static void complete(CommTicket::State& state, std::exception_ptr error);
-  void addExposed(std::chrono::nanoseconds waited);
 
-  mutable std::mutex mutex_;
+  std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<std::pair<std::function<void()>, std::shared_ptr<CommTicket::State>>> queue_;
   bool stopping_ = false;
-  CommStreamStats stats_;
+  std::shared_ptr<CommStreamCounters> counters_ = std::make_shared<CommStreamCounters>();
   std::thread worker_;
 };
 

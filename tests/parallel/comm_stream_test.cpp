@@ -7,7 +7,9 @@
 #include <c10/util/Exception.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <future>
+#include <mutex>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -63,18 +65,26 @@ TEST(CommStreamTest, DestroyingTheStreamFinishesTheRunningJobAndCancelsTheQueued
     running_finished = true;
   });
   CommTicket queued = stream->submit([&] { queued_ran = true; });
+  std::once_flag released;
+  const auto releaseRunning = [&] { std::call_once(released, [&] { release.set_value(); }); };
   started.get_future().wait();
   std::thread destroyer([&] { stream.reset(); });
-  // The queued job's ticket fails while the running job still blocks the worker:
-  // without cancellation this wait would last until the running job ends, which
-  // it does only after the release below.
+  // The queued job's ticket fails while the running job still blocks the worker.
+  // Without cancellation the wait would last until the running job ends: the
+  // watchdog then releases it after 30 s, and the ticket completes without error.
+  std::promise<void> checked;
+  std::thread watchdog([&, done = checked.get_future()] {
+    if (done.wait_for(std::chrono::seconds(30)) == std::future_status::timeout) releaseRunning();
+  });
   try {
     queued.wait();
     ADD_FAILURE() << "the queued job's ticket completed without error";
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("cancelled"), std::string::npos) << e.what();
   }
-  release.set_value();
+  checked.set_value();
+  watchdog.join();
+  releaseRunning();
   destroyer.join();
   running.wait();
   EXPECT_TRUE(running_finished);
